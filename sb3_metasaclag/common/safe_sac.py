@@ -1,0 +1,374 @@
+"""What every algorithm of the package shares: a SAC-style off-policy learner with safety critics and a Lagrangian.
+
+:class:`SafeSACBase` owns the cost plumbing (routing transitions to ``D`` / ``D_s``, feeding ``D_0``, episode cost
+statistics), the reward and safety critics (steps 1-2 of ``ALGORITHM.md``), the Lagrange multiplier ``nu``, the
+safety threshold ``epsilon`` and the entropy temperature ``alpha``, saving and logging. An algorithm states only how
+it updates the actor and the multipliers, in :meth:`SafeSACBase._train_actor`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import deque
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.env_util import is_wrapped
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import get_parameters_by_name, polyak_update, safe_mean
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.patch_gym import _patch_env
+from torch.nn import functional as F
+
+from sb3_metasaclag.common.buffers import ConstraintReplayBuffer, ConstraintReplayBufferSamples
+from sb3_metasaclag.common.costs import get_costs
+from sb3_metasaclag.common.lagrangian import LagrangeMultiplier
+from sb3_metasaclag.common.policies import MlpPolicy, MultiInputPolicy, SafeSACPolicy
+from sb3_metasaclag.common.wrappers import CostMonitor
+
+__all__ = ["SafeSACBase"]
+
+SelfSafeSACBase = TypeVar("SelfSafeSACBase", bound="SafeSACBase")
+
+
+def check_range(name: str, value: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
+    """Raise a ValueError that names the expected interval unless ``value`` lies in it (NaN never does)."""
+    ok = not math.isnan(value)
+    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must lie in {interval}, got {value}")
+
+
+class SafeSACBase(OffPolicyAlgorithm):
+    """Base class of the SAC-Lagrangian family (not used directly; see ``MetaSACLag``, ``SACLag``, ``RCPOSAC`` ...).
+
+    Arguments shared with SB3's ``SAC`` keep their meaning and defaults. The safety arguments:
+
+    :param gamma_c: Discount ``gamma_c`` of the safety critic (Eq. 2).
+    :param nu: Initial Lagrange multiplier ``nu``.
+    :param nu_learning_rate: RMSProp learning rate of ``nu``.
+    :param epsilon: (Initial) safety threshold ``epsilon`` on ``E[Qc]``.
+    :param epsilon_max: Upper bound of ``epsilon`` (``Qc`` is a discounted probability, so 1 by default).
+    :param violation_threshold: A transition violates the constraint when ``info["cost"]`` exceeds it.
+    :param n_initial_states: Reset observations collected into ``D_0`` before learning (then one per episode).
+    :param initial_state_batch_size: Batch size drawn from ``D_0``.
+    :param rmsprop_kwargs: ``torch.optim.RMSprop`` settings (``alpha``, ``eps``, ...) of every RMSProp optimizer.
+    :param initial_state_buffer_size: Capacity of ``D_0``.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {  # type: ignore[misc]
+        "MlpPolicy": MlpPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: SafeSACPolicy
+    replay_buffer: ConstraintReplayBuffer  # type: ignore[assignment]
+    lagrangian: LagrangeMultiplier
+    epsilon: th.Tensor
+    log_ent_coef: th.Tensor
+
+    def __init__(
+        self,
+        policy: str | type[SafeSACPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 100,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        target_update_interval: int = 1,
+        gamma_c: float = 0.99,
+        nu: float = 1.0,
+        nu_learning_rate: float = 1e-2,
+        epsilon: float = 1.0,
+        epsilon_max: float = 1.0,
+        violation_threshold: float = 0.0,
+        n_initial_states: int = 256,
+        initial_state_batch_size: int = 256,
+        initial_state_buffer_size: int = 10_000,
+        rmsprop_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        check_range("gamma_c", gamma_c, 0.0, 1.0, high_open=True)
+        check_range("nu", nu, 0.0, math.inf)
+        check_range("nu_learning_rate", nu_learning_rate, 0.0, math.inf, low_open=True)
+        check_range("epsilon_max", epsilon_max, 0.0, math.inf, low_open=True)
+        check_range("epsilon", epsilon, 0.0, epsilon_max)
+        check_range("violation_threshold", violation_threshold, 0.0, math.inf)
+        check_range("n_initial_states", n_initial_states, 0, math.inf)
+        check_range("initial_state_batch_size", initial_state_batch_size, 1, math.inf)
+        # Needed by _wrap_env, which the parent constructor calls.
+        self.violation_threshold = float(violation_threshold)
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise,
+            replay_buffer_class=ConstraintReplayBuffer,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            use_sde=False,
+            sde_support=False,
+            support_multi_env=True,
+            supported_action_spaces=(spaces.Box,),
+        )
+        self.target_update_interval = target_update_interval
+        self.gamma_c = float(gamma_c)
+        self.initial_nu = float(nu)
+        self.nu_learning_rate = float(nu_learning_rate)
+        self.initial_epsilon = float(epsilon)
+        self.epsilon_max = float(epsilon_max)
+        self.n_initial_states = int(n_initial_states)
+        self.initial_state_batch_size = int(initial_state_batch_size)
+        self.initial_state_buffer_size = int(initial_state_buffer_size)
+        self.rmsprop_kwargs = dict(rmsprop_kwargs or {})
+        self.ep_cost_buffer: deque | None = None
+        self._warned_empty_main = False
+        if _init_setup_model:
+            self._setup_model()
+
+    # Set-up ---------------------------------------------------------------------------------------------------------
+    def _setup_model(self) -> None:
+        self.replay_buffer_kwargs = {
+            "violation_threshold": self.violation_threshold,
+            "initial_state_buffer_size": self.initial_state_buffer_size,
+            **self.replay_buffer_kwargs,
+        }
+        super()._setup_model()
+        self._create_aliases()
+        self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
+        self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+        self.lagrangian = LagrangeMultiplier(self.initial_nu, self.nu_learning_rate, self.rmsprop_kwargs, self.device)
+        self.epsilon = th.tensor(self.initial_epsilon, device=self.device, requires_grad=True)
+        self._setup_entropy()
+        self._setup_extra()
+
+    def _create_aliases(self) -> None:
+        self.actor = self.policy.actor
+        self.critic = self.policy.critic
+        self.critic_target = self.policy.critic_target
+        self.safety_critic = self.policy.safety_critic
+        self.safety_critic_target = self.policy.safety_critic_target
+
+    def _setup_entropy(self) -> None:
+        """Create ``log_ent_coef`` (log alpha) and its optimizer, if any. Overridden by each algorithm."""
+        raise NotImplementedError
+
+    def _setup_extra(self) -> None:
+        """Hook for algorithm-specific optimizers created after the policy (default: nothing)."""
+
+    def _wrap_env(self, env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:  # type: ignore[override]
+        # A CostMonitor instead of SB3's Monitor, so that episode infos carry the episode cost ("c") and violations ("v").
+        if not isinstance(env, VecEnv) and monitor_wrapper:
+            env = _patch_env(env)
+            if not is_wrapped(env, Monitor):
+                env = CostMonitor(env, violation_threshold=self.violation_threshold)
+        return OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
+
+    # Current values -------------------------------------------------------------------------------------------------
+    @property
+    def alpha(self) -> th.Tensor:
+        """The entropy temperature ``alpha`` (``exp(log_ent_coef)``, in the graph)."""
+        return self.log_ent_coef.exp()
+
+    @property
+    def nu(self) -> th.Tensor:
+        """The Lagrange multiplier ``nu``."""
+        return self.lagrangian.nu
+
+    # Data collection ------------------------------------------------------------------------------------------------
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, Any]:
+        assert self.env is not None, "You must set the environment before calling learn()"
+        # Algorithm 1, line 2: pre-fill D_0 with reset observations.
+        missing = self.n_initial_states - self.replay_buffer.initial_states.size()
+        for _ in range(math.ceil(max(missing, 0) / self.n_envs)):
+            self.replay_buffer.add_initial_states(self._original_obs(self.env.reset()))
+        will_reset = reset_num_timesteps or self._last_obs is None
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if will_reset:
+            self.replay_buffer.add_initial_states(self._original_obs())
+            self._episode_costs = np.zeros(self.n_envs)
+            self._episode_violations = np.zeros(self.n_envs, dtype=np.int64)
+        if self.ep_cost_buffer is None or reset_num_timesteps:
+            self.ep_cost_buffer = deque(maxlen=self._stats_window_size)
+        return result
+
+    def _original_obs(self, obs: Any = None) -> Any:
+        """The unnormalized current observation of the VecEnv (the one SB3 stores in replay buffers)."""
+        if self._vec_normalize_env is not None:
+            return self._vec_normalize_env.get_original_obs()
+        return self._last_obs if obs is None else obs
+
+    def _store_transition(
+        self,
+        replay_buffer: ConstraintReplayBuffer,  # type: ignore[override]
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        costs = get_costs(infos)  # fails before anything is stored
+        if not hasattr(self, "_episode_costs") or len(self._episode_costs) != len(costs):
+            self._episode_costs = np.zeros(len(costs))
+            self._episode_violations = np.zeros(len(costs), dtype=np.int64)
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        self._episode_costs += costs
+        self._episode_violations += costs > self.violation_threshold
+        if np.any(dones):
+            assert self.ep_cost_buffer is not None
+            for index in np.flatnonzero(dones):
+                self.ep_cost_buffer.append((float(self._episode_costs[index]), int(self._episode_violations[index])))
+            self._episode_costs[dones] = 0.0
+            self._episode_violations[dones] = 0
+            # The VecEnv has already reset the finished envs: their new observation starts an episode (D_0).
+            replay_buffer.add_initial_states(self._original_obs(new_obs), select=np.asarray(dones, dtype=bool))
+
+    def dump_logs(self) -> None:
+        if self.ep_cost_buffer:
+            self.logger.record("rollout/ep_cost_mean", safe_mean([cost for cost, _ in self.ep_cost_buffer]))
+            self.logger.record("rollout/violation_rate", safe_mean([violations for _, violations in self.ep_cost_buffer]))
+        super().dump_logs()
+
+    # Training -------------------------------------------------------------------------------------------------------
+    def _critic_optimizers(self) -> list[th.optim.Optimizer]:
+        return [self.actor.optimizer, self.critic.optimizer, self.safety_critic.optimizer]
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self._critic_optimizers())
+        if self.replay_buffer.main.size() == 0:
+            if not self._warned_empty_main:
+                warnings.warn("Every transition collected so far violates the constraint: the reward critic and the actor wait.")
+                self._warned_empty_main = True
+            return
+        logs: dict[str, list[th.Tensor]] = {}
+        for gradient_step in range(gradient_steps):
+            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            safety_data = self.replay_buffer.sample_safety(batch_size, env=self._vec_normalize_env)
+            values = {
+                "safety_critic_loss": self._train_safety_critic(safety_data),  # step 1
+                "critic_loss": self._train_critic(replay_data),  # step 2
+                **self._train_actor(replay_data),  # steps 3-7, algorithm specific
+            }
+            for key, value in values.items():
+                logs.setdefault(key, []).append(value.detach())
+            if gradient_step % self.target_update_interval == 0:
+                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+                polyak_update(self.safety_critic.parameters(), self.safety_critic_target.parameters(), self.tau)
+                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        means = th.stack([th.stack(values).float().mean() for values in logs.values()]).cpu().numpy()
+        for key, value in zip(logs, means):
+            self.logger.record(f"train/{key}", float(value))
+        self.logger.record("train/ent_coef", float(self.alpha.item()))
+        self.logger.record("train/nu", self.lagrangian.value)
+        self.logger.record("train/epsilon", float(self.epsilon.item()))
+
+    def _train_safety_critic(self, data: ConstraintReplayBufferSamples) -> th.Tensor:
+        """Step 1: twin safety critics on ``D u D_s``, Eq. 2 target with the ``max`` of the target critics."""
+        with th.no_grad():
+            next_actions, _ = self.actor.action_log_prob(data.next_observations)
+            next_qc = th.cat(self.safety_critic_target(data.next_observations, next_actions), dim=1).amax(dim=1, keepdim=True)
+            target = data.violations + self.gamma_c * (1 - data.violations) * (1 - data.dones) * next_qc
+        current = self.safety_critic(data.observations, data.actions)
+        loss = 0.5 * sum(F.mse_loss(q, target) for q in current)
+        assert isinstance(loss, th.Tensor)
+        self.safety_critic.optimizer.zero_grad()
+        loss.backward()
+        self.safety_critic.optimizer.step()
+        return loss
+
+    def _train_critic(self, data: ConstraintReplayBufferSamples) -> th.Tensor:
+        """Step 2: twin reward critics on ``D``, SAC's soft target with the ``min`` of the target critics (Eq. 5)."""
+        with th.no_grad():
+            alpha = self.alpha
+            next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
+            next_q = th.cat(self.critic_target(data.next_observations, next_actions), dim=1).amin(dim=1, keepdim=True)
+            next_q = next_q - alpha * next_log_prob.reshape(-1, 1)
+            target = data.rewards + (1 - data.dones) * self.gamma * next_q
+        current = self.critic(data.observations, data.actions)
+        loss = 0.5 * sum(F.mse_loss(q, target) for q in current)
+        assert isinstance(loss, th.Tensor)
+        self.critic.optimizer.zero_grad()
+        loss.backward()
+        self.critic.optimizer.step()
+        return loss
+
+    def _train_actor(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
+        """Update the actor, ``nu``, and - depending on the algorithm - ``epsilon`` and ``alpha``. Returns values to log."""
+        raise NotImplementedError
+
+    def q_values(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """``(Qr, Qc)``: min of the twin reward critics and max of the twin safety critics, shape ``(batch, 1)``."""
+        qr = th.cat(self.critic(observations, actions), dim=1).amin(dim=1, keepdim=True)
+        qc = th.cat(self.safety_critic(observations, actions), dim=1).amax(dim=1, keepdim=True)
+        return qr, qc
+
+    # Saving ---------------------------------------------------------------------------------------------------------
+    def _excluded_save_params(self) -> list[str]:
+        return [
+            *super()._excluded_save_params(),
+            "actor",
+            "critic",
+            "critic_target",
+            "safety_critic",
+            "safety_critic_target",
+            "lagrangian",
+            "epsilon",
+            "log_ent_coef",
+            "ep_cost_buffer",
+            "_episode_costs",
+            "_episode_violations",
+        ]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts = ["policy", "actor.optimizer", "critic.optimizer", "safety_critic.optimizer", "lagrangian.optimizer"]
+        return state_dicts, ["lagrangian.nu", "epsilon", "log_ent_coef"]
+
+    def load_replay_buffer(self, path: Any, truncate_last_traj: bool = True) -> None:
+        from stable_baselines3.common.save_util import load_from_pkl
+
+        buffer = load_from_pkl(path, self.verbose)
+        if not isinstance(buffer, ConstraintReplayBuffer):
+            raise TypeError(f"Expected a pickled ConstraintReplayBuffer, got {type(buffer).__name__}")
+        buffer.device = self.device
+        self.replay_buffer = buffer

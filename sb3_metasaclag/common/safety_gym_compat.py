@@ -1,0 +1,158 @@
+"""Compatibility layer that lets Safety-Gymnasium 1.0.0 import on Python 3.11 with gymnasium 1.x.
+
+Safety-Gymnasium 1.0.0 (its newest release) was written against gymnasium 0.28 and Python <= 3.10.
+Importing it here fails in three ways (see the README, "Safety-Gymnasium"):
+
+1. its asset dataclasses use numpy colour arrays as field defaults, which Python 3.11 rejects
+   (``ValueError: mutable default <class 'numpy.ndarray'> for field color``);
+2. it imports modules that gymnasium 1.x removed (``gymnasium.wrappers.compatibility``,
+   ``gymnasium.wrappers.time_limit``, ``.autoreset``, ``.normalize``, ``.env_checker``);
+3. its ``make`` builds and reads gymnasium 0.28-style ``EnvSpec`` objects
+   (``autoreset`` and ``apply_api_compatibility`` fields).
+
+:func:`import_safety_gymnasium` mends each of them before (1, 2) and right after (3) the first import,
+touching only what Safety-Gymnasium itself uses. It is idempotent, and does nothing when Safety-Gymnasium
+is not installed (it then returns ``None``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from typing import Any
+
+import numpy as np
+
+__all__ = ["import_safety_gymnasium", "is_patched"]
+
+_PATCHED = False
+
+
+class _HashableColor(np.ndarray):
+    """A numpy array usable as a dataclass default (Python 3.11 requires a hashable default).
+
+    The array is never mutated by Safety-Gymnasium; hashing by identity is enough for ``dataclasses``.
+    """
+
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+
+def _alias_module(name: str, **attributes: Any) -> None:
+    """Register ``name`` as a module exposing ``attributes`` unless it already exists."""
+    try:
+        importlib.import_module(name)
+        return
+    except ImportError:
+        pass
+    module = types.ModuleType(name, f"Alias installed by sb3_metasaclag for Safety-Gymnasium ({name} left gymnasium 1.0).")
+    module.__dict__.update(attributes)
+    sys.modules[name] = module
+    parent_name, _, child = name.rpartition(".")
+    setattr(sys.modules[parent_name], child, module)
+
+
+class _EnvCompatibilityUnavailable:
+    """Stand-in for gymnasium 0.28's ``EnvCompatibility`` (old step API), which gymnasium 1.x removed.
+
+    No Safety-Gymnasium task uses the old step API; asking for it raises a clear error.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(
+            "apply_api_compatibility=True needs gymnasium<1.0 (EnvCompatibility was removed in gymnasium 1.0); "
+            "Safety-Gymnasium tasks use the current step API and do not need it."
+        )
+
+
+def _install_gymnasium_aliases() -> None:
+    import gymnasium.utils.env_checker
+    import gymnasium.wrappers
+    from gymnasium.wrappers.utils import RunningMeanStd
+
+    wrappers = gymnasium.wrappers
+    _alias_module("gymnasium.wrappers.compatibility", EnvCompatibility=_EnvCompatibilityUnavailable)
+    _alias_module("gymnasium.wrappers.time_limit", TimeLimit=wrappers.TimeLimit)
+    _alias_module("gymnasium.wrappers.autoreset", AutoResetWrapper=wrappers.Autoreset)
+    _alias_module(
+        "gymnasium.wrappers.normalize",
+        NormalizeObservation=wrappers.NormalizeObservation,
+        NormalizeReward=wrappers.NormalizeReward,
+        RunningMeanStd=RunningMeanStd,
+    )
+    _alias_module("gymnasium.wrappers.env_checker", PassiveEnvChecker=wrappers.PassiveEnvChecker)
+
+
+def _preload_hashable_colors(package_dir: str) -> None:
+    """Load ``safety_gymnasium.assets.color`` ahead of the package, with hashable colour arrays."""
+    name = "safety_gymnasium.assets.color"
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, f"{package_dir}/assets/color.py")
+    if spec is None or spec.loader is None:  # pragma: no cover - a broken installation
+        return
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.COLOR = {key: np.asarray(value).view(_HashableColor) for key, value in module.COLOR.items()}
+    sys.modules[name] = module
+
+
+class _LegacyEnvSpecMeta(type):
+    """Makes ``LegacyEnvSpec(...)`` build a gymnasium 1.x ``EnvSpec`` from gymnasium 0.28 arguments."""
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        from gymnasium.envs.registration import EnvSpec
+
+        return isinstance(instance, EnvSpec)
+
+    def __call__(cls, *args: Any, autoreset: bool = False, apply_api_compatibility: bool = False, **kwargs: Any) -> Any:
+        from gymnasium.envs.registration import EnvSpec
+
+        spec = EnvSpec(*args, **kwargs)
+        spec.autoreset = autoreset  # type: ignore[attr-defined]
+        spec.apply_api_compatibility = apply_api_compatibility  # type: ignore[attr-defined]
+        return spec
+
+
+class _LegacyEnvSpec(metaclass=_LegacyEnvSpecMeta):
+    """Name that Safety-Gymnasium's ``make`` uses for ``EnvSpec`` (see :class:`_LegacyEnvSpecMeta`)."""
+
+
+def _patch_registration(safety_gymnasium: types.ModuleType) -> None:
+    import gymnasium
+
+    registration = importlib.import_module("safety_gymnasium.utils.registration")
+    registration.EnvSpec = _LegacyEnvSpec  # type: ignore[attr-defined]
+    # Specs registered by Safety-Gymnasium are read with 0.28's field names in its ``make``.
+    for env_id in registration.safe_registry:
+        spec = gymnasium.registry.get(env_id)
+        if spec is not None:
+            for field in ("autoreset", "apply_api_compatibility"):
+                if not hasattr(spec, field):
+                    setattr(spec, field, False)
+
+
+def is_patched() -> bool:
+    """Whether :func:`import_safety_gymnasium` has already mended and imported Safety-Gymnasium."""
+    return _PATCHED
+
+
+def import_safety_gymnasium() -> types.ModuleType | None:
+    """Import Safety-Gymnasium through the compatibility layer.
+
+    Safe to call any number of times. Returns the ``safety_gymnasium`` module, or ``None`` when it is not installed.
+    After it, ``gymnasium.make("SafetyCarCircle2Gymnasium-v0")`` and the other ``Safety*Gymnasium`` ids work.
+    """
+    global _PATCHED
+    if _PATCHED:
+        return sys.modules["safety_gymnasium"]
+    spec = importlib.util.find_spec("safety_gymnasium")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    _install_gymnasium_aliases()
+    _preload_hashable_colors(list(spec.submodule_search_locations)[0])
+    safety_gymnasium = importlib.import_module("safety_gymnasium")
+    _patch_registration(safety_gymnasium)
+    _PATCHED = True
+    return safety_gymnasium

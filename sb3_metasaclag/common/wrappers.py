@@ -1,0 +1,123 @@
+"""Wrappers that implement the cost-signal conventions of :mod:`sb3_metasaclag.common.costs`."""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+from stable_baselines3.common.monitor import Monitor
+
+from sb3_metasaclag.common.costs import get_cost
+
+__all__ = ["CostMonitor", "HardConstraint", "SafetyGymnasiumToGymnasium"]
+
+
+class HardConstraint(gym.Wrapper):
+    """Terminate the episode at the first constraint violation (hard constraints, paper Sec. 5.1).
+
+    The violating step is returned with ``terminated=True`` and ``info["constraint_violated"] = True``
+    (``False`` on every other step). The cost is validated at every step.
+
+    :param env: Environment that reports ``info["cost"]``.
+    :param violation_threshold: A step violates the constraint when its cost exceeds this value.
+    """
+
+    def __init__(self, env: gym.Env, violation_threshold: float = 0.0) -> None:
+        super().__init__(env)
+        self.violation_threshold = float(violation_threshold)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        violated = get_cost(info) > self.violation_threshold
+        info["constraint_violated"] = violated
+        return obs, reward, terminated or violated, truncated, info
+
+
+class _EpisodeCostAccumulator(gym.Wrapper):
+    """Sums the cost and counts the violations of an episode; reports both in the info of its last step."""
+
+    def __init__(self, env: gym.Env, violation_threshold: float) -> None:
+        super().__init__(env)
+        self.violation_threshold = violation_threshold
+        self._episode_cost = 0.0
+        self._episode_violations = 0
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        self._episode_cost, self._episode_violations = 0.0, 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        cost = get_cost(info)
+        self._episode_cost += cost
+        self._episode_violations += int(cost > self.violation_threshold)
+        if terminated or truncated:
+            info["c"] = round(self._episode_cost, 6)
+            info["v"] = self._episode_violations
+        return obs, reward, terminated, truncated, info
+
+
+class CostMonitor(Monitor):
+    """SB3's :class:`~stable_baselines3.common.monitor.Monitor` that also records the cost of each episode.
+
+    At the end of an episode ``info["episode"]`` holds, next to Monitor's ``r`` (return), ``l`` (length)
+    and ``t`` (time), ``c`` (sum of ``info["cost"]`` over the episode) and ``v`` (number of violating steps).
+    Both are columns of the monitor CSV file too. Since it *is* a Monitor, SB3 does not wrap it again.
+
+    :param env: Environment that reports ``info["cost"]``.
+    :param filename: Monitor CSV file, as for ``Monitor``.
+    :param allow_early_resets: As for ``Monitor``.
+    :param reset_keywords: As for ``Monitor``.
+    :param info_keywords: As for ``Monitor``.
+    :param override_existing: As for ``Monitor``.
+    :param violation_threshold: A step violates the constraint when its cost exceeds this value.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        filename: str | None = None,
+        allow_early_resets: bool = True,
+        reset_keywords: tuple[str, ...] = (),
+        info_keywords: tuple[str, ...] = (),
+        override_existing: bool = True,
+        violation_threshold: float = 0.0,
+    ) -> None:
+        super().__init__(
+            _EpisodeCostAccumulator(env, float(violation_threshold)),
+            filename=filename,
+            allow_early_resets=allow_early_resets,
+            reset_keywords=reset_keywords,
+            info_keywords=("c", "v", *info_keywords),
+            override_existing=override_existing,
+        )
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        # Monitor copied them into info["episode"]; keep the step info free of one-letter keys.
+        info.pop("c", None)
+        info.pop("v", None)
+        return obs, reward, terminated, truncated, info
+
+
+class SafetyGymnasiumToGymnasium(gym.Wrapper):
+    """Turn a 6-tuple safe environment into a gymnasium 5-tuple one with ``info["cost"]``.
+
+    Safety-Gymnasium's ``safety_gymnasium.make`` returns environments whose ``step`` gives
+    ``(obs, reward, cost, terminated, truncated, info)``; SB3 expects ``(obs, reward, terminated, truncated, info)``.
+
+    :param env: An environment whose ``step`` returns 6 values.
+    """
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        result = self.env.step(action)
+        if len(result) != 6:
+            raise ValueError(
+                f"SafetyGymnasiumToGymnasium expects step() to return (obs, reward, cost, terminated, truncated, info), "
+                f"got a tuple of {len(result)} values. A 5-tuple env already follows gymnasium's API: "
+                "report the cost in info['cost'] and do not use this wrapper."
+            )
+        obs, reward, cost, terminated, truncated, info = result
+        info["cost"] = float(cost)
+        get_cost(info)  # validate
+        return obs, reward, terminated, truncated, info

@@ -1,0 +1,397 @@
+"""Meta SAC-Lag: SAC-Lagrangian whose safety threshold and entropy temperature are tuned by meta-gradients."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
+
+import torch as th
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+
+from sb3_metasaclag.common.buffers import ConstraintReplayBufferSamples
+from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop
+from sb3_metasaclag.common.policies import SafeSACPolicy
+from sb3_metasaclag.common.safe_sac import SafeSACBase, check_range
+
+SelfMetaSACLag = TypeVar("SelfMetaSACLag", bound="MetaSACLag")
+
+EPSILON_OBJECTIVES = ("linear", "nonlinear")
+
+
+class InnerStep(NamedTuple):
+    """The result of :meth:`MetaSACLag.inner_step` (steps 3-4)."""
+
+    nu: th.Tensor  # nu'
+    nu_state: Any  # RMSProp state of nu after the step
+    dnu_depsilon: th.Tensor  # d nu' / d epsilon
+    params: list[th.Tensor]  # phi'
+    actor_state: list[dict[str, Any]]  # RMSProp state of the actor after the step
+    dparams_dgrads: list[th.Tensor]  # elementwise d phi' / d (actor gradient)
+    grad_entropy: list[th.Tensor]  # d mean(log pi) / d phi
+    grad_safety: list[th.Tensor]  # d mean(Qc) / d phi
+    actor_loss: th.Tensor
+
+
+class MetaStep(NamedTuple):
+    """The result of :meth:`MetaSACLag.meta_gradients` (steps 3-6)."""
+
+    inner: InnerStep
+    epsilon_objective: th.Tensor | None  # J_eps (Eq. 14) or J_nl (Eq. 16)
+    grad_epsilon: th.Tensor | None  # d J_eps / d epsilon
+    epsilon: th.Tensor  # epsilon' (clipped)
+    epsilon_state: Any  # RMSProp state of epsilon after the step
+    alpha_objective: th.Tensor | None  # J_alpha (Eq. 15)
+    grad_alpha: th.Tensor | None  # d J_alpha / d alpha
+
+
+def _dot(a: Sequence[th.Tensor | None], b: Sequence[th.Tensor], c: Sequence[th.Tensor]) -> th.Tensor:
+    """``sum_i <a_i * b_i, c_i>`` over lists of tensors (``a_i = None`` counts as zero)."""
+    return th.stack([(x * y * z).sum() for x, y, z in zip(a, b, c) if x is not None]).sum()
+
+
+class MetaSACLag(SafeSACBase):
+    """
+    Meta Soft Actor-Critic Lagrangian (Meta SAC-Lag).
+
+    Paper: "Meta SAC-Lag: Towards Deployable Safe Reinforcement Learning via MetaGradient-based Hyperparameter Tuning",
+    Honari et al., https://arxiv.org/abs/2408.07962
+
+    SAC with a Lagrangian safety constraint ``E[Qc(s, a)] <= epsilon``. Each gradient step (Algorithm 1, lines 12-20):
+
+    1. twin safety critics on ``D u D_s`` (Eq. 2 target, ``max`` of the target critics);
+    2. twin reward critics on a batch ``B`` of ``D`` (SAC target, ``min`` of the target critics);
+    3. inner step of the Lagrange multiplier ``nu' = max(0, nu - RMSProp(dL/dnu))`` (Eq. 11), differentiable in
+       ``epsilon``;
+    4. inner step of the actor ``phi' = phi - RMSProp(grad_phi(alpha log pi - Qr + nu' Qc))`` (Eq. 11), kept in the
+       graph so that ``phi'`` is a function of ``epsilon`` (through ``nu'``) and of ``alpha``;
+    5. outer step of ``epsilon``: RMSProp ascent on ``J_eps`` (Eq. 14, or Eq. 16 with ``epsilon_objective="nonlinear"``)
+       evaluated with ``phi'`` on a resampled batch ``B'``, then clipped to ``[0, epsilon_max]``;
+    6. outer step of ``alpha``: ascent on ``J_alpha`` (Eq. 15) on initial states from ``D_0`` with the deterministic
+       action of ``phi'``; ``log alpha`` is clamped to ``<= 0`` so that ``0 < alpha <= 1``;
+    7. commit ``nu'``, ``phi'`` and their RMSProp states, then Polyak-update both target critics.
+
+    Defaults and where they come from: ``epsilon = 1``, ``alpha = 1``, ``gamma = 0.99`` (the paper, Sec. 5.1);
+    RMSProp for ``nu``, ``phi`` and ``epsilon`` with ``torch.optim.RMSprop``'s own defaults (the paper, Appendix B, gives
+    no setting); ``alpha``: Adam with learning rate ``3e-4``, gradient-norm clipping ``0.05`` and ``log alpha <= 0``
+    (Meta-SAC, Wang & Ni 2020, whose objective Eq. 15 extends); ``learning_rate``, ``buffer_size``, ``batch_size``,
+    ``tau``: SB3's SAC. The paper gives neither the other learning rates nor ``gamma_c``; ours (``gamma_c = 0.99``
+    like ``gamma``, ``nu_learning_rate = 1e-2``, ``epsilon_learning_rate = 1e-3``, ``nu = 1``) were chosen on the
+    built-in tasks, where rewards are of order 1 (use Table 1's ``nu`` for the paper's tasks: see ``hyperparams/``).
+
+    :param policy: The policy model to use (``MlpPolicy``, ``MultiInputPolicy``).
+    :param env: The environment to learn from (if registered in Gym, can be str). It must report ``info["cost"]``.
+    :param learning_rate: Learning rate of the critics, the safety critics and the actor's inner RMSProp step
+        (``beta_phi``); it can be a function of the current progress remaining (from 1 to 0).
+    :param buffer_size: Size of the main replay buffer ``D`` (``D_s`` has the same size unless
+        ``replay_buffer_kwargs["safety_buffer_size"]`` says otherwise).
+    :param learning_starts: How many steps of the model to collect transitions for before learning starts.
+    :param batch_size: Minibatch size for each gradient update.
+    :param tau: The soft update coefficient ("Polyak update", between 0 and 1).
+    :param gamma: The discount factor ``gamma_r`` of the reward.
+    :param train_freq: Update the model every ``train_freq`` steps (or ``(n, "episode")``).
+    :param gradient_steps: How many gradient steps to do after each rollout (-1: as many as steps collected).
+    :param action_noise: The action noise type (None by default).
+    :param replay_buffer_kwargs: Keyword arguments of :class:`~sb3_metasaclag.common.buffers.ConstraintReplayBuffer`.
+    :param target_update_interval: Update the target networks every ``target_update_interval`` gradient steps.
+    :param gamma_c: Discount factor ``gamma_c`` of the safety critic (Eq. 2).
+    :param nu: Initial Lagrange multiplier ``nu`` (paper, Table 1 for its tasks).
+    :param nu_learning_rate: RMSProp learning rate ``beta_nu`` of ``nu``.
+    :param epsilon: Initial safety threshold ``epsilon`` (paper: 1).
+    :param epsilon_max: Upper bound of ``epsilon``; ``Qc`` is a discounted probability, hence 1.
+    :param epsilon_learning_rate: RMSProp learning rate ``beta_epsilon`` of ``epsilon``.
+    :param epsilon_objective: ``"linear"`` (Eq. 14) or ``"nonlinear"`` (Eq. 16, the paper's ``J_nl`` variant).
+    :param alpha: Initial entropy temperature ``alpha`` in ``(0, 1]`` (paper: 1).
+    :param alpha_learning_rate: Adam learning rate ``beta_alpha`` of ``log alpha``.
+    :param alpha_max_grad_norm: Gradient-norm clipping of the ``log alpha`` meta-gradient (None: no clipping).
+    :param learn_epsilon: Take the outer ``epsilon`` step; False gives the fixed-``epsilon`` ablation.
+    :param learn_alpha: Take the outer ``alpha`` step; False gives the fixed-``alpha`` ablation.
+    :param meta_gradient_method: ``"closed_form"`` (default): exact meta-gradients from first-order gradients (see
+        :meth:`inner_step`); ``"autograd"``: the reference implementation that differentiates through the inner
+        backward pass (same values, several times slower).
+    :param violation_threshold: A transition violates the constraint when ``info["cost"]`` exceeds it.
+    :param n_initial_states: Reset observations that pre-fill ``D_0`` before learning (Algorithm 1, line 2; Meta-SAC
+        uses 256).
+    :param initial_state_batch_size: Batch of ``D_0`` for the ``alpha`` objective.
+    :param initial_state_buffer_size: Capacity of ``D_0``.
+    :param rmsprop_kwargs: Settings of the RMSProp optimizers (``torch.optim.RMSprop`` arguments but ``lr``).
+    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
+        the reported success rate, mean episode length, mean reward, cost and violation rate over.
+    :param tensorboard_log: The log location for tensorboard (if None, no logging).
+    :param policy_kwargs: Additional arguments to be passed to the policy on creation.
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages.
+    :param seed: Seed for the pseudo random generators.
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance.
+    """
+
+    policy_aliases: ClassVar = SafeSACBase.policy_aliases
+
+    def __init__(
+        self,
+        policy: str | type[SafeSACPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 100,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        target_update_interval: int = 1,
+        gamma_c: float = 0.99,
+        nu: float = 1.0,
+        nu_learning_rate: float = 1e-2,
+        epsilon: float = 1.0,
+        epsilon_max: float = 1.0,
+        epsilon_learning_rate: float = 1e-2,
+        epsilon_objective: Literal["linear", "nonlinear"] = "linear",
+        alpha: float = 1.0,
+        alpha_learning_rate: float = 3e-4,
+        alpha_max_grad_norm: float | None = 0.05,
+        learn_epsilon: bool = True,
+        learn_alpha: bool = True,
+        meta_gradient_method: Literal["closed_form", "autograd"] = "closed_form",
+        violation_threshold: float = 0.0,
+        n_initial_states: int = 256,
+        initial_state_batch_size: int = 256,
+        initial_state_buffer_size: int = 10_000,
+        rmsprop_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if epsilon_objective not in EPSILON_OBJECTIVES:
+            raise ValueError(f"epsilon_objective must be one of {EPSILON_OBJECTIVES}, got {epsilon_objective!r}")
+        check_range("alpha", alpha, 0.0, 1.0, low_open=True)
+        check_range("epsilon_learning_rate", epsilon_learning_rate, 0.0, math.inf, low_open=True)
+        check_range("alpha_learning_rate", alpha_learning_rate, 0.0, math.inf, low_open=True)
+        if alpha_max_grad_norm is not None:
+            check_range("alpha_max_grad_norm", alpha_max_grad_norm, 0.0, math.inf, low_open=True)
+        self.epsilon_learning_rate = float(epsilon_learning_rate)
+        self.epsilon_objective = epsilon_objective
+        self.initial_alpha = float(alpha)
+        self.alpha_learning_rate = float(alpha_learning_rate)
+        self.alpha_max_grad_norm = alpha_max_grad_norm
+        self.learn_epsilon = bool(learn_epsilon)
+        self.learn_alpha = bool(learn_alpha)
+        if meta_gradient_method not in ("closed_form", "autograd"):
+            raise ValueError(f"meta_gradient_method must be 'closed_form' or 'autograd', got {meta_gradient_method!r}")
+        self.meta_gradient_method = meta_gradient_method
+        # The actor's update is differentiated through: it must be an RMSProp step (paper, Appendix B).
+        policy_kwargs = {
+            "actor_optimizer_class": th.optim.RMSprop,
+            "actor_optimizer_kwargs": dict(rmsprop_kwargs or {}),
+            **(policy_kwargs or {}),
+        }
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            target_update_interval=target_update_interval,
+            gamma_c=gamma_c,
+            nu=nu,
+            nu_learning_rate=nu_learning_rate,
+            epsilon=epsilon,
+            epsilon_max=epsilon_max,
+            violation_threshold=violation_threshold,
+            n_initial_states=n_initial_states,
+            initial_state_batch_size=initial_state_batch_size,
+            initial_state_buffer_size=initial_state_buffer_size,
+            rmsprop_kwargs=rmsprop_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=_init_setup_model,
+        )
+
+    def _setup_entropy(self) -> None:
+        self.log_ent_coef = th.tensor(math.log(self.initial_alpha), device=self.device, requires_grad=True)
+        # Ascent on J_alpha (Eq. 15), as in Meta-SAC.
+        self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.alpha_learning_rate, maximize=True)
+
+    def _setup_extra(self) -> None:
+        # Ascent on J_eps (Algorithm 1, line 18).
+        self.epsilon_optimizer = th.optim.RMSprop(
+            [self.epsilon], lr=self.epsilon_learning_rate, maximize=True, **self.rmsprop_kwargs
+        )
+        self.epsilon_rmsprop = DifferentiableRMSprop(self.epsilon_optimizer)
+        self.actor_rmsprop = DifferentiableRMSprop(self.actor.optimizer)  # type: ignore[arg-type]
+
+    # One meta update, as functions of their inputs (the tests differentiate them) ----------------------------------------
+    def inner_step(self, observations: Any, epsilon: th.Tensor | float, alpha: th.Tensor | float) -> InnerStep:
+        """Steps 3-4: the inner updates ``nu'`` and ``phi'`` on a batch of states, and what their derivatives need.
+
+        The actor loss of Eq. 11 is ``alpha * A - R + nu' * C`` with ``A = mean log pi``, ``R = mean Qr`` and
+        ``C = mean Qc``, so its gradient ``g = alpha grad A - grad R + nu' grad C`` is linear in ``alpha`` and ``nu'``;
+        RMSProp updates each weight from its own gradient only. Hence ``d phi'/d epsilon = D * grad C * d nu'/d epsilon``
+        and ``d phi'/d alpha = D * grad A``, where ``D`` is the elementwise derivative of the RMSProp step: exact
+        meta-gradients from first-order gradients, without differentiating through a backward pass.
+        """
+        actions, log_prob = self.actor.action_log_prob(observations)
+        qr, qc = self.q_values(observations, actions)
+        entropy_term, reward_term, safety_term = log_prob.mean(), qr.mean(), qc.mean()
+        new_nu, nu_state, dnu_depsilon = self.lagrangian.step_with_derivative(safety_term, epsilon)  # Eq. 11 in nu
+        params = self.actor_rmsprop.params
+        grad_a = th.autograd.grad(entropy_term, params, retain_graph=True)
+        grad_r = th.autograd.grad(reward_term, params, retain_graph=True)
+        grad_c = th.autograd.grad(safety_term, params)
+        alpha = th.as_tensor(alpha).detach()
+        grads = [alpha * a - r + new_nu * c for a, r, c in zip(grad_a, grad_r, grad_c)]  # Eq. 11 in phi
+        with th.no_grad():
+            new_params, actor_state = self.actor_rmsprop.step(grads)
+            dparams_dgrads = self.actor_rmsprop.step_derivative(grads)
+        actor_loss = (alpha * entropy_term - reward_term + new_nu * safety_term).detach()
+        return InnerStep(new_nu, nu_state, dnu_depsilon, new_params, actor_state, dparams_dgrads, grad_a, grad_c, actor_loss)
+
+    def actor_with(self, params: Sequence[th.Tensor], observations: Any, deterministic: bool = False) -> th.Tensor:
+        """Actions of the actor evaluated with the parameters ``params`` (e.g. ``phi'``) instead of its own."""
+        names = [name for name, _ in self.actor.named_parameters()]
+        return th.func.functional_call(self.actor, dict(zip(names, params)), (observations,), {"deterministic": deterministic})
+
+    def epsilon_objective_value(self, params: Sequence[th.Tensor], nu: th.Tensor, observations: Any) -> th.Tensor:
+        """``J_eps`` of Eq. 14 (``nu`` is used as a value, not differentiated) or ``J_nl`` of Eq. 16, for ``phi'``."""
+        qr, qc = self.q_values(observations, self.actor_with(params, observations))
+        if self.epsilon_objective == "linear":
+            return (nu.detach() * qc - qr).mean()
+        return th.where(qr < 0, qr * qc, qr * (1 - qc)).mean()
+
+    def alpha_objective_value(
+        self, params: Sequence[th.Tensor], nu: th.Tensor, epsilon: th.Tensor | float, initial_observations: Any
+    ) -> th.Tensor:
+        """``J_alpha`` of Eq. 15: the Lagrangian at initial states with the deterministic action of ``phi'``."""
+        qr, qc = self.q_values(initial_observations, self.actor_with(params, initial_observations, deterministic=True))
+        return (qr - nu.detach() * (qc - th.as_tensor(epsilon).detach())).mean()
+
+    def meta_gradients(self, observations: Any, validation_observations: Any, initial_observations: Any) -> MetaStep:
+        """Steps 3-6 without changing the model: the inner updates, ``d J_eps / d epsilon``, the updated ``epsilon'``
+        and ``d J_alpha / d alpha`` (Eq. 15 evaluated with ``epsilon'``)."""
+        alpha = self.alpha.detach()
+        inner = self.inner_step(observations, self.epsilon.detach(), alpha)
+        j_eps, grad_epsilon, epsilon_next, epsilon_state = None, None, self.epsilon.detach(), None
+        if self.learn_epsilon:  # Step 5, Eq. 14/16 on the resampled batch B'
+            params = [param.requires_grad_(True) for param in inner.params]
+            j_eps = self.epsilon_objective_value(params, inner.nu, validation_observations)
+            d_params = th.autograd.grad(j_eps, params, allow_unused=True)
+            grad_epsilon = _dot(d_params, inner.dparams_dgrads, inner.grad_safety) * inner.dnu_depsilon
+            with th.no_grad():
+                (epsilon_next,), epsilon_state = self.epsilon_rmsprop.step([grad_epsilon])
+                epsilon_next = epsilon_next.clamp(0.0, self.epsilon_max)
+        j_alpha, grad_alpha = None, None
+        if self.learn_alpha:  # Step 6, Eq. 15 on initial states
+            params = [param.detach().requires_grad_(True) for param in inner.params]
+            j_alpha = self.alpha_objective_value(params, inner.nu, epsilon_next, initial_observations)
+            # The deterministic action does not use the log-std head: its gradients are None.
+            d_params = th.autograd.grad(j_alpha, params, allow_unused=True)
+            grad_alpha = _dot(d_params, inner.dparams_dgrads, inner.grad_entropy)
+        for param in inner.params:
+            param.requires_grad_(False)
+        return MetaStep(inner, j_eps, grad_epsilon, epsilon_next, epsilon_state, j_alpha, grad_alpha)
+
+    def meta_gradients_autograd(self, observations: Any, validation_observations: Any, initial_observations: Any) -> MetaStep:
+        """Reference implementation of :meth:`meta_gradients` (same values): it differentiates through the actor's
+        backward pass (``create_graph=True``) and the RMSProp step with autograd, as a direct reading of Algorithm 1 would.
+        About as slow as it sounds; used to verify the closed form (tests) and to measure the gain (``scripts/``)."""
+        epsilon = self.epsilon.detach().clone().requires_grad_(True)
+        alpha = self.alpha.detach().clone().requires_grad_(True)
+        actions, log_prob = self.actor.action_log_prob(observations)
+        qr, qc = self.q_values(observations, actions)
+        new_nu, nu_state = self.lagrangian.differentiable_step(qc.mean(), epsilon)
+        actor_loss = alpha * log_prob.mean() - qr.mean() + new_nu * qc.mean()
+        params = self.actor_rmsprop.params
+        grads = th.autograd.grad(actor_loss, params, create_graph=True)
+        new_params, actor_state = self.actor_rmsprop.step(grads)
+        j_eps, grad_epsilon, epsilon_next, epsilon_state = None, None, self.epsilon.detach(), None
+        if self.learn_epsilon:
+            j_eps = self.epsilon_objective_value(new_params, new_nu, validation_observations)
+            (grad_epsilon,) = th.autograd.grad(j_eps, epsilon, retain_graph=True)
+            with th.no_grad():
+                (epsilon_next,), epsilon_state = self.epsilon_rmsprop.step([grad_epsilon])
+                epsilon_next = epsilon_next.clamp(0.0, self.epsilon_max)
+        j_alpha, grad_alpha = None, None
+        if self.learn_alpha:
+            j_alpha = self.alpha_objective_value(new_params, new_nu, epsilon_next, initial_observations)
+            (grad_alpha,) = th.autograd.grad(j_alpha, alpha)
+        inner = InnerStep(
+            new_nu.detach(),
+            nu_state,
+            th.full_like(new_nu, float("nan")),
+            [param.detach() for param in new_params],
+            actor_state,
+            [],
+            [],
+            [],
+            actor_loss.detach(),
+        )
+        return MetaStep(inner, j_eps, grad_epsilon, epsilon_next, epsilon_state, j_alpha, grad_alpha)
+
+    def _train_actor(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
+        validation = self.replay_buffer.sample(self.batch_size, env=self._vec_normalize_env) if self.learn_epsilon else None
+        initial = (
+            self.replay_buffer.sample_initial_states(self.initial_state_batch_size, env=self._vec_normalize_env)
+            if self.learn_alpha
+            else None
+        )
+        meta_gradients = self.meta_gradients_autograd if self.meta_gradient_method == "autograd" else self.meta_gradients
+        step = meta_gradients(
+            replay_data.observations, validation.observations if validation is not None else None, initial
+        )
+        logs = {"actor_loss": step.inner.actor_loss}
+        if step.grad_epsilon is not None:
+            self.epsilon_rmsprop.commit([step.epsilon], step.epsilon_state)
+            logs["epsilon_objective"] = step.epsilon_objective.detach()
+        if step.grad_alpha is not None:
+            # Ascent in log alpha: d J / d log alpha = alpha * d J / d alpha.
+            self.log_ent_coef.grad = (step.grad_alpha * self.alpha).detach()
+            if self.alpha_max_grad_norm is not None:
+                th.nn.utils.clip_grad_norm_([self.log_ent_coef], self.alpha_max_grad_norm)
+            self.ent_coef_optimizer.step()
+            with th.no_grad():
+                self.log_ent_coef.clamp_(max=0.0)
+            logs["alpha_objective"] = step.alpha_objective.detach()
+        # Step 7: commit the inner updates.
+        self.actor_rmsprop.commit(step.inner.params, step.inner.actor_state)
+        self.lagrangian.commit(step.inner.nu, step.inner.nu_state)
+        return logs
+
+    def learn(
+        self: SelfMetaSACLag,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "MetaSACLag",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfMetaSACLag:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, variables = super()._get_torch_save_params()
+        return [*state_dicts, "ent_coef_optimizer", "epsilon_optimizer"], variables

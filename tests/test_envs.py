@@ -1,0 +1,116 @@
+"""Built-in environments: checkers, documented behaviour, seeding."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env
+
+import sb3_metasaclag  # noqa: F401  (registers the environments)
+from sb3_metasaclag.common.envs import SafeBanditEnv, SafeNavigation2DEnv, scripted_safe_policy
+
+ENV_IDS = ["SafeBandit-v0", "SafeNavigation2D-v0"]
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_checkers_pass(env_id):
+    env = gym.make(env_id)
+    check_env(env)
+    check_env(env.unwrapped)
+    gym_check_env(env.unwrapped)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_cost_reported_every_step(env_id):
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(300):
+        _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert isinstance(info["cost"], float) and info["cost"] in (0.0, 1.0)
+        assert np.isfinite(reward)
+        if terminated or truncated:
+            env.reset()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_seeding_reproduces_trajectories(env_id):
+    def rollout(seed):
+        env = gym.make(env_id)
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        trajectory = [obs]
+        for _ in range(50):
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            trajectory += [obs, np.array([reward, info["cost"]])]
+            if terminated or truncated:
+                trajectory.append(env.reset()[0])
+        return np.concatenate([np.ravel(x) for x in trajectory])
+
+    np.testing.assert_array_equal(rollout(3), rollout(3))
+    if env_id == "SafeNavigation2D-v0":  # the bandit has a constant observation
+        assert not np.array_equal(rollout(3), rollout(4))
+
+
+def test_bandit_known_optimum():
+    env = SafeBanditEnv()
+    env.reset(seed=0)
+    assert env.constrained_optimum == 0.5
+    actions = np.linspace(-1, 1, 201)
+    outcomes = [env.step(np.array([a], dtype=np.float32)) for a in actions]
+    rewards = np.array([out[1] for out in outcomes])
+    costs = np.array([out[4]["cost"] for out in outcomes])
+    assert np.all(np.diff(rewards) > 0), "reward increases with the action"
+    assert np.all(costs[actions > 0.5] == 1.0) and np.all(costs[actions <= 0.5] == 0.0)
+    best_safe = actions[costs == 0][np.argmax(rewards[costs == 0])]
+    assert best_safe == pytest.approx(env.constrained_optimum)
+    assert all(out[2] for out in outcomes), "every episode is one step"
+
+
+def test_bandit_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="safe_limit"):
+        SafeBanditEnv(safe_limit=1.5)
+    with pytest.raises(ValueError, match="reward_scale"):
+        SafeBanditEnv(reward_scale=0.0)
+
+
+def test_scripted_policy_reaches_goal_safely():
+    env = gym.make("SafeNavigation2D-v0")
+    returns, lengths = [], []
+    for seed in range(20):
+        obs, _ = env.reset(seed=seed)
+        total, cost = 0.0, 0.0
+        for step in range(200):
+            obs, reward, terminated, truncated, info = env.step(scripted_safe_policy(obs))
+            total += reward
+            cost += info["cost"]
+            if terminated or truncated:
+                break
+        assert info["is_success"] and cost == 0.0
+        returns.append(total)
+        lengths.append(step + 1)
+    # Documented in SafeNavigation2DEnv's docstring.
+    assert 28.0 <= min(returns) and max(returns) <= 30.5
+    assert 40 <= min(lengths) and max(lengths) <= 55
+
+
+def test_straight_line_violates_and_terminates():
+    env = gym.make("SafeNavigation2D-v0")
+    obs, _ = env.reset(seed=0)
+    for _ in range(200):
+        obs, _, terminated, truncated, info = env.step(np.array([1.0, 0.0], dtype=np.float32))
+        if terminated or truncated:
+            break
+    assert terminated and info["cost"] == 1.0 and not info["is_success"]
+
+
+def test_navigation_without_termination_keeps_going_through_hazard():
+    env = SafeNavigation2DEnv(terminate_on_violation=False)
+    env.reset(seed=0)
+    costs = []
+    for _ in range(60):
+        _, _, terminated, _, info = env.step(np.array([1.0, 0.0], dtype=np.float32))
+        costs.append(info["cost"])
+        if terminated:
+            break
+    assert sum(costs) > 1 and info["is_success"]

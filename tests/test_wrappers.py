@@ -1,0 +1,115 @@
+"""Cost-signal conventions: wrappers and error messages."""
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from sb3_metasaclag.common.costs import MissingCostError, get_cost
+from sb3_metasaclag.common.wrappers import CostMonitor, HardConstraint, SafetyGymnasiumToGymnasium
+
+
+class ScriptedCostEnv(gym.Env):
+    """Emits a fixed sequence of costs; episodes last ``len(costs)`` steps."""
+
+    observation_space = spaces.Box(-1, 1, (1,), np.float32)
+    action_space = spaces.Box(-1, 1, (1,), np.float32)
+
+    def __init__(self, costs: list[Any], with_cost: bool = True, six_tuple: bool = False):
+        self.costs, self.with_cost, self.six_tuple = costs, with_cost, six_tuple
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        cost = self.costs[self.t]
+        self.t += 1
+        done = self.t >= len(self.costs)
+        if self.six_tuple:
+            return np.zeros(1, np.float32), 1.0, cost, done, False, {}
+        return np.zeros(1, np.float32), 1.0, done, False, ({"cost": cost} if self.with_cost else {})
+
+
+def run_episode(env):
+    env.reset()
+    infos = []
+    while True:
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        infos.append(info)
+        if terminated or truncated:
+            return infos
+
+
+def test_hard_constraint_terminates_at_first_violation():
+    env = HardConstraint(ScriptedCostEnv([0.0, 0.0, 2.0, 0.0, 1.0]))
+    infos = run_episode(env)
+    assert len(infos) == 3
+    assert [info["constraint_violated"] for info in infos] == [False, False, True]
+
+
+def test_hard_constraint_threshold():
+    env = HardConstraint(ScriptedCostEnv([0.5, 0.5, 2.0, 0.0]), violation_threshold=1.0)
+    assert len(run_episode(env)) == 3
+
+
+def test_cost_monitor_episode_info_and_csv(tmp_path):
+    env = CostMonitor(ScriptedCostEnv([0.0, 0.5, 0.0, 2.0]), filename=str(tmp_path / "run"))
+    infos = run_episode(env)
+    episode = infos[-1]["episode"]
+    assert episode["r"] == 4.0 and episode["l"] == 4
+    assert episode["c"] == pytest.approx(2.5) and episode["v"] == 2
+    assert all("c" not in info and "v" not in info for info in infos)
+    run_episode(env)
+    env.close()
+    lines = (tmp_path / "run.monitor.csv").read_text().splitlines()
+    assert lines[1].split(",")[:5] == ["r", "l", "t", "c", "v"]
+    assert len(lines) == 4 and lines[2].split(",")[3:5] == ["2.5", "2"]
+
+
+def test_cost_monitor_is_a_monitor_for_sb3():
+    from stable_baselines3.common.env_util import is_wrapped
+    from stable_baselines3.common.monitor import Monitor
+
+    assert is_wrapped(CostMonitor(ScriptedCostEnv([0.0])), Monitor)
+
+
+def test_six_tuple_conversion():
+    env = SafetyGymnasiumToGymnasium(ScriptedCostEnv([0.0, 3.0], six_tuple=True))
+    env.reset()
+    result = env.step(env.action_space.sample())
+    assert len(result) == 5 and result[-1]["cost"] == 0.0
+    assert env.step(env.action_space.sample())[-1]["cost"] == 3.0
+
+
+def test_six_tuple_wrapper_rejects_five_tuple():
+    env = SafetyGymnasiumToGymnasium(ScriptedCostEnv([0.0]))
+    env.reset()
+    with pytest.raises(ValueError, match="got a tuple of 5 values"):
+        env.step(env.action_space.sample())
+
+
+@pytest.mark.parametrize("wrapper", [HardConstraint, CostMonitor])
+def test_missing_cost_fails_at_first_step_with_advice(wrapper):
+    env = wrapper(ScriptedCostEnv([0.0, 0.0], with_cost=False))
+    env.reset()
+    with pytest.raises(MissingCostError, match=r"no 'cost' entry.*info\['cost'\].*SafetyGymnasiumToGymnasium"):
+        env.step(env.action_space.sample())
+
+
+@pytest.mark.parametrize("bad, message", [(float("nan"), "finite, got nan"), (float("inf"), "finite, got inf"), (-0.5, ">= 0, got -0.5"), ("x", "scalar number")])
+@pytest.mark.parametrize("wrapper", [HardConstraint, CostMonitor])
+def test_bad_costs_rejected_with_value(wrapper, bad, message):
+    env = wrapper(ScriptedCostEnv([bad]))
+    env.reset()
+    with pytest.raises(ValueError, match=message):
+        env.step(env.action_space.sample())
+
+
+def test_get_cost_accepts_numpy_scalars():
+    assert get_cost({"cost": np.float32(1.5)}) == 1.5
+    assert get_cost({"cost": np.array(2.0)}) == 2.0
