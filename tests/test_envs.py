@@ -114,3 +114,11 @@ def test_navigation_without_termination_keeps_going_through_hazard():
         if terminated:
             break
     assert sum(costs) > 1 and info["is_success"]
+
+
+def test_navigation_dict_observations():
+    env = gym.make("SafeNavigation2D-v0", dict_observations=True)
+    check_env(env)
+    obs, _ = env.reset(seed=0)
+    flat, _ = gym.make("SafeNavigation2D-v0").reset(seed=0)
+    np.testing.assert_array_equal(np.concatenate([obs["position"], obs["goal_offset"], obs["hazard_offset"]]), flat)

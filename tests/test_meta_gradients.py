@@ -92,9 +92,9 @@ def test_meta_gradients_match_finite_differences(epsilon_objective, method):
 
     epsilon = model.epsilon.item()
     nu_copy = step.inner.nu.detach()
-    fd_eps = (
-        _j_eps(model, obs, validation, epsilon + H, nu_copy) - _j_eps(model, obs, validation, epsilon - H, nu_copy)
-    ) / (2 * H)
+    fd_eps = (_j_eps(model, obs, validation, epsilon + H, nu_copy) - _j_eps(model, obs, validation, epsilon - H, nu_copy)) / (
+        2 * H
+    )
     assert abs(fd_eps) > 1e-8, "the epsilon meta-gradient should not vanish here"
     assert step.grad_epsilon.item() == pytest.approx(fd_eps, rel=1e-5)
 

@@ -12,7 +12,6 @@ from sb3_metasaclag.common.safety_gym_compat import import_safety_gymnasium, is_
 from sb3_metasaclag.common.wrappers import SafetyGymnasiumToGymnasium
 
 
-
 @pytest.mark.parametrize("env_id", ["SafetyCarCircle2Gymnasium-v0", "SafetyHumanoidVelocityGymnasium-v1"])
 def test_tasks_make_and_step_with_cost(env_id):
     env = gym.make(env_id)

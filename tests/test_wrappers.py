@@ -101,7 +101,10 @@ def test_missing_cost_fails_at_first_step_with_advice(wrapper):
         env.step(env.action_space.sample())
 
 
-@pytest.mark.parametrize("bad, message", [(float("nan"), "finite, got nan"), (float("inf"), "finite, got inf"), (-0.5, ">= 0, got -0.5"), ("x", "scalar number")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [(float("nan"), "finite, got nan"), (float("inf"), "finite, got inf"), (-0.5, ">= 0, got -0.5"), ("x", "scalar number")],
+)
 @pytest.mark.parametrize("wrapper", [HardConstraint, CostMonitor])
 def test_bad_costs_rejected_with_value(wrapper, bad, message):
     env = wrapper(ScriptedCostEnv([bad]))

@@ -249,7 +249,9 @@ class ConstraintReplayBuffer(BaseBuffer):
         rows = np.random.randint(0, self.initial_states.size(), size=batch_size)
         return self._observation_tensor(self.initial_states.observations.read(rows), env)
 
-    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ConstraintReplayBufferSamples:
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env: VecNormalize | None = None
+    ) -> ConstraintReplayBufferSamples:
         return self._get_samples_from(self.main, batch_inds, env)
 
     def _get_samples_from(

@@ -45,7 +45,9 @@ class LagrangeMultiplier:
         """``dL/dnu = -(J_c - epsilon)`` (Eq. 11)."""
         return -(constraint_value - epsilon)
 
-    def step_with_derivative(self, constraint_value: th.Tensor, epsilon: th.Tensor | float) -> tuple[th.Tensor, Any, th.Tensor]:
+    def step_with_derivative(
+        self, constraint_value: th.Tensor, epsilon: th.Tensor | float
+    ) -> tuple[th.Tensor, Any, th.Tensor]:
         """``nu'`` as :meth:`differentiable_step` computes it, without a graph, and its derivative ``d nu' / d epsilon``.
 
         ``dL/dnu = epsilon - J_c`` has derivative 1 in ``epsilon``, so ``d nu'/d epsilon`` is the derivative of the

@@ -20,11 +20,12 @@ from stable_baselines3.common.env_util import is_wrapped
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import get_parameters_by_name, polyak_update, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.patch_gym import _patch_env
+from stable_baselines3.sac.policies import Actor
 from torch.nn import functional as F
 
 from sb3_metasaclag.common.buffers import ConstraintReplayBuffer, ConstraintReplayBufferSamples
@@ -69,6 +70,11 @@ class SafeSACBase(OffPolicyAlgorithm):
         "MultiInputPolicy": MultiInputPolicy,
     }
     policy: SafeSACPolicy
+    actor: Actor
+    critic: ContinuousCritic
+    critic_target: ContinuousCritic
+    safety_critic: ContinuousCritic
+    safety_critic_target: ContinuousCritic
     replay_buffer: ConstraintReplayBuffer  # type: ignore[assignment]
     lagrangian: LagrangeMultiplier
     epsilon: th.Tensor
@@ -90,12 +96,12 @@ class SafeSACBase(OffPolicyAlgorithm):
         replay_buffer_kwargs: dict[str, Any] | None = None,
         target_update_interval: int = 1,
         gamma_c: float = 0.99,
-        nu: float = 1.0,
+        nu: float = 10.0,
         nu_learning_rate: float = 1e-2,
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
         violation_threshold: float = 0.0,
-        n_initial_states: int = 256,
+        n_initial_states: int = 32,
         initial_state_batch_size: int = 256,
         initial_state_buffer_size: int = 10_000,
         rmsprop_kwargs: dict[str, Any] | None = None,
@@ -115,8 +121,6 @@ class SafeSACBase(OffPolicyAlgorithm):
         check_range("violation_threshold", violation_threshold, 0.0, math.inf)
         check_range("n_initial_states", n_initial_states, 0, math.inf)
         check_range("initial_state_batch_size", initial_state_batch_size, 1, math.inf)
-        # Needed by _wrap_env, which the parent constructor calls.
-        self.violation_threshold = float(violation_threshold)
         super().__init__(
             policy,
             env,
@@ -129,7 +133,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             train_freq,
             gradient_steps,
             action_noise,
-            replay_buffer_class=ConstraintReplayBuffer,
+            replay_buffer_class=ConstraintReplayBuffer,  # type: ignore[arg-type]
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
@@ -143,6 +147,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             supported_action_spaces=(spaces.Box,),
         )
         self.target_update_interval = target_update_interval
+        self.violation_threshold = float(violation_threshold)
         self.gamma_c = float(gamma_c)
         self.initial_nu = float(nu)
         self.nu_learning_rate = float(nu_learning_rate)
@@ -187,12 +192,15 @@ class SafeSACBase(OffPolicyAlgorithm):
     def _setup_extra(self) -> None:
         """Hook for algorithm-specific optimizers created after the policy (default: nothing)."""
 
-    def _wrap_env(self, env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:  # type: ignore[override]
-        # A CostMonitor instead of SB3's Monitor, so that episode infos carry the episode cost ("c") and violations ("v").
+    @staticmethod
+    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        """SB3's wrapping, with a :class:`CostMonitor` instead of a plain ``Monitor``: episode infos and monitor files
+        then carry the episode cost ``c`` and violation count ``v`` (cost > 0; wrap the env in
+        ``CostMonitor(env, violation_threshold=...)`` yourself for another threshold)."""
         if not isinstance(env, VecEnv) and monitor_wrapper:
             env = _patch_env(env)
             if not is_wrapped(env, Monitor):
-                env = CostMonitor(env, violation_threshold=self.violation_threshold)
+                env = CostMonitor(env)
         return OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
     # Current values -------------------------------------------------------------------------------------------------
@@ -249,7 +257,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         if not hasattr(self, "_episode_costs") or len(self._episode_costs) != len(costs):
             self._episode_costs = np.zeros(len(costs))
             self._episode_violations = np.zeros(len(costs), dtype=np.int64)
-        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[arg-type]
         self._episode_costs += costs
         self._episode_violations += costs > self.violation_threshold
         if np.any(dones):
@@ -276,7 +284,9 @@ class SafeSACBase(OffPolicyAlgorithm):
         self._update_learning_rate(self._critic_optimizers())
         if self.replay_buffer.main.size() == 0:
             if not self._warned_empty_main:
-                warnings.warn("Every transition collected so far violates the constraint: the reward critic and the actor wait.")
+                warnings.warn(
+                    "Every transition collected so far violates the constraint: the reward critic and the actor wait."
+                )
                 self._warned_empty_main = True
             return
         logs: dict[str, list[th.Tensor]] = {}

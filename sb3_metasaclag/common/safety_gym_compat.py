@@ -94,7 +94,8 @@ def _preload_hashable_colors(package_dir: str) -> None:
         return
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.COLOR = {key: np.asarray(value).view(_HashableColor) for key, value in module.COLOR.items()}
+    colors = module.COLOR  # type: ignore[attr-defined]
+    module.COLOR = {key: np.asarray(value).view(_HashableColor) for key, value in colors.items()}  # type: ignore[attr-defined]
     sys.modules[name] = module
 
 
@@ -151,7 +152,7 @@ def import_safety_gymnasium() -> types.ModuleType | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     _install_gymnasium_aliases()
-    _preload_hashable_colors(list(spec.submodule_search_locations)[0])
+    _preload_hashable_colors(next(iter(spec.submodule_search_locations)))
     safety_gymnasium = importlib.import_module("safety_gymnasium")
     _patch_registration(safety_gymnasium)
     _PATCHED = True

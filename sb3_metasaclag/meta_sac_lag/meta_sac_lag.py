@@ -72,13 +72,20 @@ class MetaSACLag(SafeSACBase):
        action of ``phi'``; ``log alpha`` is clamped to ``<= 0`` so that ``0 < alpha <= 1``;
     7. commit ``nu'``, ``phi'`` and their RMSProp states, then Polyak-update both target critics.
 
-    Defaults and where they come from: ``epsilon = 1``, ``alpha = 1``, ``gamma = 0.99`` (the paper, Sec. 5.1);
-    RMSProp for ``nu``, ``phi`` and ``epsilon`` with ``torch.optim.RMSprop``'s own defaults (the paper, Appendix B, gives
-    no setting); ``alpha``: Adam with learning rate ``3e-4``, gradient-norm clipping ``0.05`` and ``log alpha <= 0``
-    (Meta-SAC, Wang & Ni 2020, whose objective Eq. 15 extends); ``learning_rate``, ``buffer_size``, ``batch_size``,
-    ``tau``: SB3's SAC. The paper gives neither the other learning rates nor ``gamma_c``; ours (``gamma_c = 0.99``
-    like ``gamma``, ``nu_learning_rate = 1e-2``, ``epsilon_learning_rate = 1e-3``, ``nu = 1``) were chosen on the
-    built-in tasks, where rewards are of order 1 (use Table 1's ``nu`` for the paper's tasks: see ``hyperparams/``).
+    Defaults and where they come from:
+
+    - the paper (Sec. 5.1, Appendix B): ``epsilon = 1``, ``alpha = 1``, ``gamma = 0.99``; RMSProp for ``nu``, ``phi``
+      and ``epsilon``, with ``torch.optim.RMSprop``'s own settings (the paper gives none);
+    - SB3's SAC: ``learning_rate`` (critics and the actor's inner step ``beta_phi``), ``buffer_size``,
+      ``batch_size``, ``tau``, ``learning_starts``, network sizes;
+    - Meta-SAC (Wang & Ni 2020), whose ``alpha`` meta-objective Eq. 15 extends: Adam on ``log alpha`` with
+      gradient-norm clipping ``0.05`` and ``log alpha <= 0``; batches of 256 initial states;
+    - our choices (the paper omits them), measured on the built-in tasks (README, "Defaults"):
+      ``nu = 10`` (the smallest initial ``nu`` of the paper's Table 1), ``gamma_c = 0.99`` (like ``gamma``),
+      ``nu_learning_rate = 1e-2``, ``epsilon_learning_rate = 1e-2`` and ``alpha_learning_rate = 3e-3``. With
+      ``epsilon_learning_rate = 1e-3`` the multiplier reached its projection ``nu = 0`` before ``epsilon`` left 1, after
+      which the meta-gradient of ``epsilon`` is zero and the agent is unconstrained; with Meta-SAC's ``3e-4`` for
+      ``alpha``, ``alpha`` was still above 0.4 after 3,000 steps of the bandit task.
 
     :param policy: The policy model to use (``MlpPolicy``, ``MultiInputPolicy``).
     :param env: The environment to learn from (if registered in Gym, can be str). It must report ``info["cost"]``.
@@ -111,8 +118,7 @@ class MetaSACLag(SafeSACBase):
         :meth:`inner_step`); ``"autograd"``: the reference implementation that differentiates through the inner
         backward pass (same values, several times slower).
     :param violation_threshold: A transition violates the constraint when ``info["cost"]`` exceeds it.
-    :param n_initial_states: Reset observations that pre-fill ``D_0`` before learning (Algorithm 1, line 2; Meta-SAC
-        uses 256).
+    :param n_initial_states: Reset observations that pre-fill ``D_0`` before learning (Algorithm 1, line 2).
     :param initial_state_batch_size: Batch of ``D_0`` for the ``alpha`` objective.
     :param initial_state_buffer_size: Capacity of ``D_0``.
     :param rmsprop_kwargs: Settings of the RMSProp optimizers (``torch.optim.RMSprop`` arguments but ``lr``).
@@ -144,20 +150,20 @@ class MetaSACLag(SafeSACBase):
         replay_buffer_kwargs: dict[str, Any] | None = None,
         target_update_interval: int = 1,
         gamma_c: float = 0.99,
-        nu: float = 1.0,
+        nu: float = 10.0,
         nu_learning_rate: float = 1e-2,
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
         epsilon_learning_rate: float = 1e-2,
         epsilon_objective: Literal["linear", "nonlinear"] = "linear",
         alpha: float = 1.0,
-        alpha_learning_rate: float = 3e-4,
+        alpha_learning_rate: float = 3e-3,
         alpha_max_grad_norm: float | None = 0.05,
         learn_epsilon: bool = True,
         learn_alpha: bool = True,
         meta_gradient_method: Literal["closed_form", "autograd"] = "closed_form",
         violation_threshold: float = 0.0,
-        n_initial_states: int = 256,
+        n_initial_states: int = 32,
         initial_state_batch_size: int = 256,
         initial_state_buffer_size: int = 10_000,
         rmsprop_kwargs: dict[str, Any] | None = None,
@@ -262,7 +268,9 @@ class MetaSACLag(SafeSACBase):
             new_params, actor_state = self.actor_rmsprop.step(grads)
             dparams_dgrads = self.actor_rmsprop.step_derivative(grads)
         actor_loss = (alpha * entropy_term - reward_term + new_nu * safety_term).detach()
-        return InnerStep(new_nu, nu_state, dnu_depsilon, new_params, actor_state, dparams_dgrads, grad_a, grad_c, actor_loss)
+        return InnerStep(
+            new_nu, nu_state, dnu_depsilon, new_params, actor_state, dparams_dgrads, list(grad_a), list(grad_c), actor_loss
+        )
 
     def actor_with(self, params: Sequence[th.Tensor], observations: Any, deterministic: bool = False) -> th.Tensor:
         """Actions of the actor evaluated with the parameters ``params`` (e.g. ``phi'``) instead of its own."""
@@ -353,14 +361,12 @@ class MetaSACLag(SafeSACBase):
             else None
         )
         meta_gradients = self.meta_gradients_autograd if self.meta_gradient_method == "autograd" else self.meta_gradients
-        step = meta_gradients(
-            replay_data.observations, validation.observations if validation is not None else None, initial
-        )
+        step = meta_gradients(replay_data.observations, validation.observations if validation is not None else None, initial)
         logs = {"actor_loss": step.inner.actor_loss}
-        if step.grad_epsilon is not None:
+        if step.grad_epsilon is not None and step.epsilon_objective is not None:
             self.epsilon_rmsprop.commit([step.epsilon], step.epsilon_state)
             logs["epsilon_objective"] = step.epsilon_objective.detach()
-        if step.grad_alpha is not None:
+        if step.grad_alpha is not None and step.alpha_objective is not None:
             # Ascent in log alpha: d J / d log alpha = alpha * d J / d alpha.
             self.log_ent_coef.grad = (step.grad_alpha * self.alpha).detach()
             if self.alpha_max_grad_norm is not None:

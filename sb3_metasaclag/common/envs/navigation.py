@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 
-class SafeNavigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
+class SafeNavigation2DEnv(gym.Env):
     """A point robot drives from a start region to a goal while a hazard disc lies on the straight path.
 
     - Arena: the square ``[-1.5, 1.5]^2``; start ``(-1, 0)`` plus uniform noise in ``[-0.1, 0.1]^2``;
@@ -29,7 +29,11 @@ class SafeNavigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
     episode without a violation, with an undiscounted return of about ``29`` (28-30) in 45-50 steps
     (``tests/test_envs.py`` checks this on 20 seeds).
 
+    With ``dict_observations=True`` the observation is a ``Dict`` with the same numbers under ``"position"``,
+    ``"goal_offset"`` and ``"hazard_offset"`` (for ``MultiInputPolicy``).
+
     :param terminate_on_violation: End the episode when the robot enters the hazard.
+    :param dict_observations: Return Dict observations instead of a flat vector.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -44,30 +48,37 @@ class SafeNavigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
     goal_bonus = 10.0
     progress_scale = 10.0
 
-    def __init__(self, terminate_on_violation: bool = True) -> None:
+    def __init__(self, terminate_on_violation: bool = True, dict_observations: bool = False) -> None:
         self.terminate_on_violation = bool(terminate_on_violation)
-        self.observation_space = spaces.Box(-2 * self.arena - 1, 2 * self.arena + 1, shape=(6,), dtype=np.float32)
+        self.dict_observations = bool(dict_observations)
+        bound = 2 * self.arena + 1
+        flat = spaces.Box(-bound, bound, shape=(6,), dtype=np.float32)
+        part = spaces.Box(-bound, bound, shape=(2,), dtype=np.float32)
+        self.observation_space: spaces.Space = (
+            spaces.Dict({"position": part, "goal_offset": part, "hazard_offset": part}) if dict_observations else flat
+        )
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._x = 0.0
         self._y = 0.0
 
-    def _obs(self) -> np.ndarray:
+    def _obs(self) -> np.ndarray | dict[str, np.ndarray]:
         x, y = self._x, self._y
-        return np.array(
-            [x, y, self.goal[0] - x, self.goal[1] - y, self.hazard[0] - x, self.hazard[1] - y], dtype=np.float32
-        )
+        obs = np.array([x, y, self.goal[0] - x, self.goal[1] - y, self.hazard[0] - x, self.hazard[1] - y], dtype=np.float32)
+        if self.dict_observations:
+            return {"position": obs[0:2], "goal_offset": obs[2:4], "hazard_offset": obs[4:6]}
+        return obs
 
     def _goal_distance(self) -> float:
         return math.hypot(self.goal[0] - self._x, self.goal[1] - self._y)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         noise = self.np_random.uniform(-self.start_noise, self.start_noise, size=2)
         self._x = self.start[0] + float(noise[0])
         self._y = self.start[1] + float(noise[1])
         return self._obs(), {}
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         ax, ay = np.clip(action, -1.0, 1.0).tolist()
         before = self._goal_distance()
         limit = self.arena

@@ -1,0 +1,124 @@
+"""Routing of transitions to D / D_s / D_0, sampling, and buffer persistence."""
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from helpers import MarkedEnv
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_metasaclag import MetaSACLag
+from sb3_metasaclag.common.buffers import ConstraintReplayBuffer
+from sb3_metasaclag.common.costs import MissingCostError
+
+
+def _rows(array):
+    return {tuple(row) for row in np.asarray(array).reshape(len(array), -1)}
+
+
+@pytest.mark.parametrize("n_envs", [1, 4])
+@pytest.mark.parametrize("dict_observations", [False, True])
+def test_routing_through_the_algorithm(n_envs, dict_observations):
+    envs = [MarkedEnv(rank, dict_observations) for rank in range(n_envs)]
+    vec_env = DummyVecEnv([lambda e=e: e for e in envs])
+    policy = "MultiInputPolicy" if dict_observations else "MlpPolicy"
+    model = MetaSACLag(policy, vec_env, learning_starts=10_000, n_initial_states=8, policy_kwargs=dict(net_arch=[8]), seed=0)
+    model.learn(300)
+    buffer = model.replay_buffer
+
+    def stored(store, size):
+        data = store.data["marks"] if dict_observations else store.data
+        return data[:size]
+
+    violating = [obs for env in envs for obs, cost in env.transitions if cost > 0]
+    safe = [obs for env in envs for obs, cost in env.transitions if cost == 0]
+    assert buffer.safety.size() == len(violating) > 0
+    assert buffer.main.size() == len(safe) > 0
+    # Each marked observation is unique: the sets match exactly, and nothing is stored twice.
+    assert _rows(stored(buffer.safety.observations, buffer.safety.size())) == _rows(violating)
+    assert _rows(stored(buffer.main.observations, buffer.main.size())) == _rows(safe)
+    assert np.all(buffer.safety.costs[: buffer.safety.size()] > 0)
+    assert np.all(buffer.main.costs[: buffer.main.size()] == 0)
+    # D_0: every reset observation (pre-fill, first reset, and each episode start after an auto-reset).
+    resets = [obs for env in envs for obs in env.reset_observations]
+    assert buffer.initial_states.size() == len(resets)
+    assert _rows(stored(buffer.initial_states.observations, buffer.initial_states.size())) == _rows(resets)
+    assert all(obs[1] == 0 for obs in resets)
+
+
+def test_violation_threshold_routes_by_cost_level():
+    env = DummyVecEnv([lambda: MarkedEnv(cost_value=0.5)])
+    model = MetaSACLag("MlpPolicy", env, learning_starts=10_000, violation_threshold=1.0, n_initial_states=0, seed=0)
+    model.learn(100)
+    assert model.replay_buffer.safety.size() == 0 and model.replay_buffer.main.size() == 100
+
+
+def _buffer(n_envs=2, **kwargs):
+    space = spaces.Box(-1, 1, (3,), np.float32)
+    return ConstraintReplayBuffer(100, space, spaces.Box(-1, 1, (2,), np.float32), "cpu", n_envs=n_envs, **kwargs)
+
+
+def test_bad_input_never_corrupts_the_buffer():
+    buffer = _buffer()
+    obs, action = np.zeros((2, 3), np.float32), np.zeros((2, 2), np.float32)
+    buffer.add(obs, obs, action, np.array([1.0, 2.0]), np.array([False, False]), [{"cost": 0.0}, {"cost": 1.0}])
+    before = (buffer.main.size(), buffer.safety.size(), buffer.main.rewards.copy())
+    with pytest.raises(ValueError, match="finite"):
+        buffer.add(obs, obs, action, np.array([np.nan, 1.0]), np.array([False, False]), [{"cost": 0.0}, {"cost": 0.0}])
+    with pytest.raises(ValueError, match=r">= 0, got -1.0"):
+        buffer.add(obs, obs, action, np.ones(2), np.array([False, False]), [{"cost": 0.0}, {"cost": -1.0}])
+    with pytest.raises(MissingCostError, match="no 'cost' entry"):
+        buffer.add(obs, obs, action, np.ones(2), np.array([False, False]), [{"cost": 0.0}, {}])
+    assert (buffer.main.size(), buffer.safety.size()) == before[:2]
+    np.testing.assert_array_equal(buffer.main.rewards, before[2])
+
+
+def test_timeouts_are_not_terminal_and_samples_carry_costs():
+    buffer = _buffer()
+    obs, action = np.zeros((2, 3), np.float32), np.zeros((2, 2), np.float32)
+    infos = [{"cost": 0.0, "TimeLimit.truncated": True}, {"cost": 0.0}]
+    buffer.add(obs, obs, action, np.ones(2), np.array([True, True]), infos)
+    assert buffer.main.dones[:2].tolist() == [0.0, 1.0]
+    buffer.add(obs, obs, action, np.ones(2), np.array([False, False]), [{"cost": 2.0}, {"cost": 3.0}])
+    batch = buffer.sample_safety(200)
+    assert set(batch.costs.flatten().tolist()) == {0.0, 2.0, 3.0}
+    assert th.equal(batch.violations, (batch.costs > 0).float())
+    assert set(buffer.sample(50).costs.flatten().tolist()) == {0.0}
+
+
+def test_circular_overwrite():
+    buffer = _buffer(n_envs=1)
+    for i in range(250):
+        obs = np.full((1, 3), i, np.float32)
+        buffer.add(obs, obs, np.zeros((1, 2), np.float32), np.ones(1), np.array([False]), [{"cost": 0.0}])
+    assert buffer.main.size() == 100 and buffer.main.full
+    assert set(buffer.main.observations.data[:, 0].tolist()) == set(range(150, 250))
+
+
+def test_empty_buffers_raise_clear_errors():
+    buffer = _buffer()
+    with pytest.raises(RuntimeError, match="main buffer D is empty"):
+        buffer.sample(4)
+    with pytest.raises(RuntimeError, match="D_0 is empty"):
+        buffer.sample_initial_states(4)
+    with pytest.raises(ValueError, match="optimize_memory_usage"):
+        _buffer(optimize_memory_usage=True)
+
+
+def test_save_and_load_replay_buffer_round_trip(tmp_path):
+    env = DummyVecEnv([lambda: MarkedEnv()])
+    model = MetaSACLag("MlpPolicy", env, learning_starts=10_000, n_initial_states=4, seed=0)
+    model.learn(120)
+    model.save_replay_buffer(tmp_path / "buffer")
+    other = MetaSACLag("MlpPolicy", env, learning_starts=10_000, seed=1)
+    other.load_replay_buffer(tmp_path / "buffer")
+    for name in ("main", "safety", "initial_states"):
+        a, b = getattr(model.replay_buffer, name), getattr(other.replay_buffer, name)
+        assert a.size() == b.size() > 0
+        np.testing.assert_array_equal(a.observations.data, b.observations.data)
+    np.testing.assert_array_equal(model.replay_buffer.safety.costs, other.replay_buffer.safety.costs)
+    from stable_baselines3.common.save_util import save_to_pkl
+
+    save_to_pkl(tmp_path / "not_ours", {"a": 1})
+    with pytest.raises(TypeError, match="ConstraintReplayBuffer"):
+        other.load_replay_buffer(tmp_path / "not_ours")

@@ -1,0 +1,162 @@
+"""MetaSACLag as an SB3 algorithm: arguments, errors, logging, saving and loading."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from helpers import MarkedEnv
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+
+from sb3_metasaclag import MetaSACLag
+
+SMALL = dict(
+    learning_starts=50, batch_size=32, n_initial_states=8, initial_state_batch_size=8, policy_kwargs=dict(net_arch=[16])
+)
+
+
+def _optimizers(model):
+    return {
+        "actor": model.actor.optimizer,
+        "critic": model.critic.optimizer,
+        "safety_critic": model.safety_critic.optimizer,
+        "nu": model.lagrangian.optimizer,
+        "epsilon": model.epsilon_optimizer,
+        "alpha": model.ent_coef_optimizer,
+    }
+
+
+def _assert_same_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    assert sa["state"].keys() == sb["state"].keys() and sa["state"]
+    for key in sa["state"]:
+        for name, value in sa["state"][key].items():
+            assert th.equal(th.as_tensor(value), th.as_tensor(sb["state"][key][name])), name
+
+
+def test_save_load_keeps_everything_and_training_continues(tmp_path):
+    model = MetaSACLag("MlpPolicy", "SafeNavigation2D-v0", seed=0, **SMALL)
+    model.learn(200)
+    assert isinstance(model.actor.optimizer, th.optim.RMSprop)
+    model.save(tmp_path / "agent")
+    loaded = MetaSACLag.load(tmp_path / "agent", env=gym.make("SafeNavigation2D-v0"))
+
+    obs = np.random.default_rng(0).uniform(-1, 1, (20, 6)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    for name in ("epsilon", "alpha", "nu"):
+        assert th.equal(getattr(model, name), getattr(loaded, name)), name
+    for name, optimizer in _optimizers(model).items():
+        _assert_same_state(optimizer, _optimizers(loaded)[name])
+    for a, b in zip(model.safety_critic.parameters(), loaded.safety_critic.parameters()):
+        assert th.equal(a, b)
+    assert loaded.epsilon_objective == model.epsilon_objective and loaded.gamma_c == model.gamma_c
+
+    values = {name: getattr(loaded, name).item() for name in ("epsilon", "alpha", "nu")}
+    loaded.learn(150, reset_num_timesteps=False)
+    assert all(getattr(loaded, name).item() != value for name, value in values.items()), "learned values keep moving"
+    # The reloaded tensors are still the ones the optimizers update.
+    assert loaded.epsilon_optimizer.param_groups[0]["params"][0] is loaded.epsilon
+    assert loaded.lagrangian.optimizer.param_groups[0]["params"][0] is loaded.lagrangian.nu
+
+
+def test_multi_env_and_dict_observations():
+    env = make_vec_env("SafeNavigation2D-v0", n_envs=2, env_kwargs=dict(dict_observations=True))
+    model = MetaSACLag("MultiInputPolicy", env, seed=0, **SMALL)
+    model.learn(160)
+    assert model.num_timesteps == 160 and model.replay_buffer.size() == 160
+    action, _ = model.predict(env.reset(), deterministic=True)
+    assert action.shape == (2, 2)
+
+
+def test_logs_paper_and_sb3_keys(tmp_path):
+    model = MetaSACLag("MlpPolicy", "SafeNavigation2D-v0", seed=0, **SMALL)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(300, log_interval=1)
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
+    for key in [
+        "train/actor_loss",
+        "train/critic_loss",
+        "train/ent_coef",
+        "train/epsilon",
+        "train/nu",
+        "train/safety_critic_loss",
+        "train/epsilon_objective",
+        "train/alpha_objective",
+        "rollout/ep_rew_mean",
+        "rollout/ep_cost_mean",
+        "rollout/violation_rate",
+    ]:
+        assert key in header, key
+
+
+def test_episode_cost_statistics():
+    env = MarkedEnv()
+    model = MetaSACLag("MlpPolicy", env, learning_starts=10_000, n_initial_states=0, seed=0)
+    model.learn(200)
+    lengths = np.diff([0] + [i + 1 for i, (obs, _) in enumerate(env.transitions) if False])  # noqa: F841
+    # Recompute per-episode violations from the env's own log.
+    per_episode: dict[float, int] = {}
+    for obs, cost in env.transitions:
+        per_episode[obs[0]] = per_episode.get(obs[0], 0) + int(cost > 0)
+    finished = [per_episode[e] for e in sorted(per_episode)][: len(model.ep_cost_buffer)]
+    assert [v for _, v in model.ep_cost_buffer] == finished[-len(model.ep_cost_buffer) :]
+    assert [c for c, _ in model.ep_cost_buffer] == [float(v) for v in finished[-len(model.ep_cost_buffer) :]]
+
+
+class DiscreteEnv(gym.Env):
+    observation_space = spaces.Box(-1, 1, (2,), np.float32)
+    action_space = spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, True, False, {"cost": 0.0}
+
+
+def test_discrete_actions_are_refused():
+    with pytest.raises(AssertionError, match=r"only supports .*Box.* Discrete"):
+        MetaSACLag("MlpPolicy", DiscreteEnv())
+
+
+def test_env_without_cost_fails_at_first_step_with_advice():
+    with pytest.raises(KeyError, match=r"no 'cost' entry.*info\['cost'\]"):
+        MetaSACLag("MlpPolicy", "Pendulum-v1", learning_starts=10).learn(5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(gamma_c=1.0), r"gamma_c must lie in \[0.0, 1.0\)"),
+        (dict(nu=-1.0), "nu must lie in"),
+        (dict(epsilon=1.5), r"epsilon must lie in \[0.0, 1.0\]"),
+        (dict(alpha=0.0), r"alpha must lie in \(0.0, 1.0\]"),
+        (dict(alpha=float("nan")), "alpha must lie in"),
+        (dict(nu_learning_rate=0.0), "nu_learning_rate must lie in"),
+        (dict(epsilon_objective="quadratic"), "epsilon_objective must be one of"),
+        (dict(meta_gradient_method="magic"), "meta_gradient_method"),
+        (dict(violation_threshold=-0.1), "violation_threshold must lie in"),
+    ],
+)
+def test_out_of_range_hyperparameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MetaSACLag("MlpPolicy", "SafeBandit-v0", **kwargs)
+
+
+def test_alpha_stays_in_unit_interval_and_epsilon_in_range():
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", alpha_learning_rate=0.5, epsilon_learning_rate=0.5, seed=0, **SMALL)
+    model.learn(200)
+    assert 0.0 < model.alpha.item() <= 1.0
+    assert 0.0 <= model.epsilon.item() <= model.epsilon_max
+
+
+@pytest.mark.parametrize("frozen", ["epsilon", "alpha"])
+def test_ablations_freeze_their_value(frozen):
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", seed=0, **{f"learn_{frozen}": False}, **SMALL)
+    before = getattr(model, frozen).clone()
+    model.learn(200)
+    assert th.equal(getattr(model, frozen), before)
+    other = "alpha" if frozen == "epsilon" else "epsilon"
+    assert getattr(model, other).item() != (1.0 if other == "alpha" else model.initial_epsilon)
