@@ -6,6 +6,9 @@ import warnings
 from sb3_metasaclag.common.envs import register_envs
 from sb3_metasaclag.common.safety_gym_compat import import_safety_gymnasium
 from sb3_metasaclag.meta_sac_lag import MetaSACLag
+from sb3_metasaclag.rcpo_meta_sac import RCPOMetaSAC
+from sb3_metasaclag.rcpo_sac import RCPOSAC
+from sb3_metasaclag.sac_lag import SACLag
 
 # Read version from file
 version_file = os.path.join(os.path.dirname(__file__), "version.txt")
@@ -21,4 +24,4 @@ try:
 except Exception as error:  # pragma: no cover - depends on the user's installation
     warnings.warn(f"Safety-Gymnasium is installed but could not be imported, its tasks are unavailable: {error!r}")
 
-__all__ = ["MetaSACLag", "__version__"]
+__all__ = ["RCPOSAC", "MetaSACLag", "RCPOMetaSAC", "SACLag", "__version__"]

@@ -13,35 +13,20 @@ import os
 import time
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch as th
 
 from sb3_metasaclag import MetaSACLag
 from sb3_metasaclag.common.callbacks import SafetyHistoryCallback
+from sb3_metasaclag.common.evaluation import evaluate_safe_policy
 
 # Hyperparameters of hyperparams/metasaclag.yml for SafeNavigation2D-v0.
 DEMO_HYPERPARAMS: dict[str, Any] = dict(policy_kwargs=dict(net_arch=[64, 64]))
 
 
-def evaluate(model: MetaSACLag, n_episodes: int = 50, seed: int = 10_000) -> dict[str, float]:
-    """Deterministic evaluation: mean return, success rate and the fraction of episodes with a violation."""
-    env = gym.make("SafeNavigation2D-v0")
-    returns, successes, violations = [], [], []
-    for episode in range(n_episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        total, violated = 0.0, False
-        while True:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, info = env.step(action)
-            total += float(reward)
-            violated = violated or info["cost"] > 0
-            if terminated or truncated:
-                break
-        returns.append(total)
-        successes.append(bool(info.get("is_success", False)))
-        violations.append(violated)
-    return {"return": float(np.mean(returns)), "success": float(np.mean(successes)), "violation": float(np.mean(violations))}
+def evaluate(model: MetaSACLag, n_episodes: int = 50) -> dict[str, float]:
+    """Deterministic evaluation on fixed seeds: mean return, success rate, fraction of episodes with a violation."""
+    return evaluate_safe_policy(model, "SafeNavigation2D-v0", n_episodes)
 
 
 def plot(history: dict[str, list[float]], path: str) -> None:

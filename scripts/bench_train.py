@@ -1,4 +1,5 @@
-"""Time one gradient step of SB3's SAC and of MetaSACLag (closed-form and autograd meta-gradients), side by side.
+"""Time one gradient step of SB3's SAC and of every algorithm of the package, side by side (MetaSACLag with its
+closed-form and with its autograd meta-gradients).
 
     python scripts/bench_train.py [--threads 1] [--net 256 256] [--batch-size 256] [--steps 100]
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch as th
 from stable_baselines3 import SAC
 
-from sb3_metasaclag import MetaSACLag
+from sb3_metasaclag import RCPOSAC, MetaSACLag, RCPOMetaSAC, SACLag
 
 
 def main() -> None:
@@ -33,6 +34,9 @@ def main() -> None:
         "SB3 SAC": SAC("MlpPolicy", args.env, **common),
         "MetaSACLag (closed form)": MetaSACLag("MlpPolicy", args.env, **common),
         "MetaSACLag (autograd)": MetaSACLag("MlpPolicy", args.env, meta_gradient_method="autograd", **common),
+        "SACLag": SACLag("MlpPolicy", args.env, **common),
+        "RCPOSAC": RCPOSAC("MlpPolicy", args.env, **common),
+        "RCPOMetaSAC": RCPOMetaSAC("MlpPolicy", args.env, **common),
     }
     for model in models.values():
         model.learn(args.batch_size + 10)  # fill the buffers and set up the logger

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch as th
 
-from sb3_metasaclag import MetaSACLag
+from sb3_metasaclag import MetaSACLag, RCPOMetaSAC
 
 SEED_INNER = 123
 H = 1e-4
@@ -23,17 +23,18 @@ def keep_float64_observations(monkeypatch):
     )
 
 
-def _model(epsilon_objective: str, method: str = "closed_form") -> MetaSACLag:
+def _model(epsilon_objective: str | None, method: str = "closed_form", model_class=MetaSACLag) -> MetaSACLag:
+    extra = {} if epsilon_objective is None else {"epsilon_objective": epsilon_objective}
     # Tanh networks: the pipeline is smooth, so finite differences do not cross ReLU kinks.
-    model = MetaSACLag(
+    model = model_class(
         "MlpPolicy",
         "SafeNavigation2D-v0",
         learning_starts=64,
         batch_size=32,
         n_initial_states=16,
         initial_state_batch_size=16,
-        epsilon_objective=epsilon_objective,
         meta_gradient_method=method,
+        **extra,
         nu=5.0,
         # Large inner learning rates make the meta-gradients (products of the two) large enough for float64 differences.
         learning_rate=1e-2,
@@ -119,3 +120,19 @@ def test_closed_form_equals_autograd_reference():
     for a, b in zip(fast.inner.params, reference.inner.params):
         th.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert fast.inner.nu.item() == pytest.approx(reference.inner.nu.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["closed_form", "autograd"])
+def test_rcpo_meta_sac_alpha_meta_gradient_matches_finite_differences(method):
+    model = _model(None, method, model_class=RCPOMetaSAC)
+    obs, validation, initial = _batches(model)
+    compute = model.meta_gradients if method == "closed_form" else model.meta_gradients_autograd
+    th.manual_seed(SEED_INNER)
+    step = compute(obs, validation, initial)
+    assert step.grad_epsilon is None, "RCPO-MetaSAC keeps epsilon fixed"
+    alpha, epsilon = model.alpha.item(), model.epsilon.detach()
+    fd_alpha = (_j_alpha(model, obs, initial, alpha + H, epsilon) - _j_alpha(model, obs, initial, alpha - H, epsilon)) / (
+        2 * H
+    )
+    assert abs(fd_alpha) > 1e-8
+    assert step.grad_alpha.item() == pytest.approx(fd_alpha, rel=1e-5)

@@ -27,6 +27,10 @@ def _optimizers(model):
     }
 
 
+def _step_count(optimizer) -> int:
+    return int(next(iter(optimizer.state.values()))["step"])
+
+
 def _assert_same_state(a, b):
     sa, sb = a.state_dict(), b.state_dict()
     assert sa["param_groups"] == sb["param_groups"]
@@ -53,9 +57,13 @@ def test_save_load_keeps_everything_and_training_continues(tmp_path):
         assert th.equal(a, b)
     assert loaded.epsilon_objective == model.epsilon_objective and loaded.gamma_c == model.gamma_c
 
-    values = {name: getattr(loaded, name).item() for name in ("epsilon", "alpha", "nu")}
+    values = {name: getattr(loaded, name).item() for name in ("alpha", "nu")}
+    steps = {name: _step_count(optimizer) for name, optimizer in _optimizers(loaded).items()}
     loaded.learn(150, reset_num_timesteps=False)
-    assert all(getattr(loaded, name).item() != value for name, value in values.items()), "learned values keep moving"
+    # Every learned quantity keeps being optimised: one more optimizer step per gradient step (150 here).
+    assert all(_step_count(optimizer) == steps[name] + 150 for name, optimizer in _optimizers(loaded).items())
+    assert all(getattr(loaded, name).item() != value for name, value in values.items())
+    assert 0.0 <= loaded.epsilon.item() <= loaded.epsilon_max  # epsilon may sit at its bound
     # The reloaded tensors are still the ones the optimizers update.
     assert loaded.epsilon_optimizer.param_groups[0]["params"][0] is loaded.epsilon
     assert loaded.lagrangian.optimizer.param_groups[0]["params"][0] is loaded.lagrangian.nu
@@ -158,5 +166,8 @@ def test_ablations_freeze_their_value(frozen):
     before = getattr(model, frozen).clone()
     model.learn(200)
     assert th.equal(getattr(model, frozen), before)
-    other = "alpha" if frozen == "epsilon" else "epsilon"
-    assert getattr(model, other).item() != (1.0 if other == "alpha" else model.initial_epsilon)
+    frozen_optimizer, other_optimizer = model.epsilon_optimizer, model.ent_coef_optimizer
+    if frozen == "alpha":
+        frozen_optimizer, other_optimizer = other_optimizer, frozen_optimizer
+    assert not frozen_optimizer.state, "the frozen value's optimizer never stepped"
+    assert _step_count(other_optimizer) == model._n_updates > 0

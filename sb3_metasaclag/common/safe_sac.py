@@ -347,11 +347,51 @@ class SafeSACBase(OffPolicyAlgorithm):
         """Update the actor, ``nu``, and - depending on the algorithm - ``epsilon`` and ``alpha``. Returns values to log."""
         raise NotImplementedError
 
+    def twin_q_values(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Reward and safety critic values, one column per twin: two tensors of shape ``(batch, n_critics)``."""
+        return th.cat(self.critic(observations, actions), dim=1), th.cat(self.safety_critic(observations, actions), dim=1)
+
     def q_values(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """``(Qr, Qc)``: min of the twin reward critics and max of the twin safety critics, shape ``(batch, 1)``."""
-        qr = th.cat(self.critic(observations, actions), dim=1).amin(dim=1, keepdim=True)
-        qc = th.cat(self.safety_critic(observations, actions), dim=1).amax(dim=1, keepdim=True)
-        return qr, qc
+        qr, qc = self.twin_q_values(observations, actions)
+        return qr.amin(dim=1, keepdim=True), qc.amax(dim=1, keepdim=True)
+
+    @staticmethod
+    def penalised_value(qr: th.Tensor, qc: th.Tensor, nu: th.Tensor) -> th.Tensor:
+        """The value the actor ascends besides entropy, from twin critic values: ``min Qr - nu * max Qc`` (Eq. 11).
+
+        RCPO variants override it with the penalised critic ``min_j (Qr_j - nu * Qc_j)``.
+        """
+        return qr.amin(dim=1, keepdim=True) - nu * qc.amax(dim=1, keepdim=True)
+
+    # SAC v2 temperature (target entropy), for the algorithms that do not meta-learn alpha --------------------------------
+    def _setup_sac_v2_temperature(self, ent_coef: str | float, target_entropy: str | float) -> None:
+        """``alpha`` as in SAC v2 (Haarnoja et al. 2019): ``"auto"`` (or ``"auto_<init>"``) learns it towards the target
+        entropy (``"auto"``: ``-dim(A)``); a float keeps it fixed."""
+        self.target_entropy = (
+            float(-np.prod(self.action_space.shape)) if target_entropy == "auto" else float(target_entropy)  # type: ignore[arg-type]
+        )
+        self.ent_coef_optimizer: th.optim.Optimizer | None = None
+        if isinstance(ent_coef, str):
+            if not ent_coef.startswith("auto"):
+                raise ValueError(f"ent_coef must be a float, 'auto' or 'auto_<initial value>', got {ent_coef!r}")
+            initial = float(ent_coef.split("_")[1]) if "_" in ent_coef else 1.0
+            check_range("initial ent_coef", initial, 0.0, math.inf, low_open=True)
+            self.log_ent_coef = th.tensor(math.log(initial), device=self.device, requires_grad=True)
+            self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
+        else:
+            check_range("ent_coef", float(ent_coef), 0.0, math.inf, low_open=True)
+            self.log_ent_coef = th.tensor(math.log(float(ent_coef)), device=self.device)
+
+    def _sac_v2_temperature_step(self, log_prob: th.Tensor) -> th.Tensor | None:
+        """One step of SAC v2's temperature loss ``-log alpha * (log pi + target entropy)``; returns the loss."""
+        if self.ent_coef_optimizer is None:
+            return None
+        loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
+        self.ent_coef_optimizer.zero_grad()
+        loss.backward()
+        self.ent_coef_optimizer.step()
+        return loss
 
     # Saving ---------------------------------------------------------------------------------------------------------
     def _excluded_save_params(self) -> list[str]:

@@ -248,29 +248,35 @@ class MetaSACLag(SafeSACBase):
     def inner_step(self, observations: Any, epsilon: th.Tensor | float, alpha: th.Tensor | float) -> InnerStep:
         """Steps 3-4: the inner updates ``nu'`` and ``phi'`` on a batch of states, and what their derivatives need.
 
-        The actor loss of Eq. 11 is ``alpha * A - R + nu' * C`` with ``A = mean log pi``, ``R = mean Qr`` and
-        ``C = mean Qc``, so its gradient ``g = alpha grad A - grad R + nu' grad C`` is linear in ``alpha`` and ``nu'``;
-        RMSProp updates each weight from its own gradient only. Hence ``d phi'/d epsilon = D * grad C * d nu'/d epsilon``
-        and ``d phi'/d alpha = D * grad A``, where ``D`` is the elementwise derivative of the RMSProp step: exact
-        meta-gradients from first-order gradients, without differentiating through a backward pass.
+        The actor loss of Eq. 11 is ``alpha * A - V`` with ``A = mean log pi`` and ``V = R - nu' C`` (``R = mean Qr``,
+        ``C = mean Qc``), so its gradient ``g = alpha grad A - grad V`` is linear in ``alpha`` and in ``nu'``
+        (``d g / d nu' = grad C``), and RMSProp updates each weight from its own gradient only. Hence
+        ``d phi'/d epsilon = D * grad C * d nu'/d epsilon`` and ``d phi'/d alpha = D * grad A``, where ``D`` is the
+        elementwise derivative of the RMSProp step: exact meta-gradients from first-order gradients, without
+        differentiating through a backward pass. Only the gradients an outer step needs are computed.
         """
         actions, log_prob = self.actor.action_log_prob(observations)
-        qr, qc = self.q_values(observations, actions)
-        entropy_term, reward_term, safety_term = log_prob.mean(), qr.mean(), qc.mean()
+        qr, qc = self.twin_q_values(observations, actions)
+        safety_term = qc.amax(dim=1).mean()
         new_nu, nu_state, dnu_depsilon = self.lagrangian.step_with_derivative(safety_term, epsilon)  # Eq. 11 in nu
-        params = self.actor_rmsprop.params
-        grad_a = th.autograd.grad(entropy_term, params, retain_graph=True)
-        grad_r = th.autograd.grad(reward_term, params, retain_graph=True)
-        grad_c = th.autograd.grad(safety_term, params)
+        entropy_term, value_term = log_prob.mean(), self.penalised_value(qr, qc, new_nu).mean()
         alpha = th.as_tensor(alpha).detach()
-        grads = [alpha * a - r + new_nu * c for a, r, c in zip(grad_a, grad_r, grad_c)]  # Eq. 11 in phi
+        params = self.actor_rmsprop.params
+        grad_a: list[th.Tensor] = []
+        grad_c: list[th.Tensor] = []
+        if self.learn_alpha:
+            grad_a = list(th.autograd.grad(entropy_term, params, retain_graph=True))
+            grad_v = th.autograd.grad(value_term, params, retain_graph=self.learn_epsilon)
+            grads = [alpha * a - v for a, v in zip(grad_a, grad_v)]  # Eq. 11 in phi
+        else:
+            grads = list(th.autograd.grad(alpha * entropy_term - value_term, params, retain_graph=self.learn_epsilon))
+        if self.learn_epsilon:
+            grad_c = list(th.autograd.grad(safety_term, params))
         with th.no_grad():
             new_params, actor_state = self.actor_rmsprop.step(grads)
-            dparams_dgrads = self.actor_rmsprop.step_derivative(grads)
-        actor_loss = (alpha * entropy_term - reward_term + new_nu * safety_term).detach()
-        return InnerStep(
-            new_nu, nu_state, dnu_depsilon, new_params, actor_state, dparams_dgrads, list(grad_a), list(grad_c), actor_loss
-        )
+            dparams_dgrads = self.actor_rmsprop.step_derivative(grads) if (self.learn_alpha or self.learn_epsilon) else []
+        actor_loss = (alpha * entropy_term - value_term).detach()
+        return InnerStep(new_nu, nu_state, dnu_depsilon, new_params, actor_state, dparams_dgrads, grad_a, grad_c, actor_loss)
 
     def actor_with(self, params: Sequence[th.Tensor], observations: Any, deterministic: bool = False) -> th.Tensor:
         """Actions of the actor evaluated with the parameters ``params`` (e.g. ``phi'``) instead of its own."""
@@ -287,9 +293,11 @@ class MetaSACLag(SafeSACBase):
     def alpha_objective_value(
         self, params: Sequence[th.Tensor], nu: th.Tensor, epsilon: th.Tensor | float, initial_observations: Any
     ) -> th.Tensor:
-        """``J_alpha`` of Eq. 15: the Lagrangian at initial states with the deterministic action of ``phi'``."""
-        qr, qc = self.q_values(initial_observations, self.actor_with(params, initial_observations, deterministic=True))
-        return (qr - nu.detach() * (qc - th.as_tensor(epsilon).detach())).mean()
+        """``J_alpha`` of Eq. 15: the Lagrangian ``Qr - nu (Qc - epsilon)`` at initial states with the deterministic
+        action of ``phi'``."""
+        actions = self.actor_with(params, initial_observations, deterministic=True)
+        value = self.penalised_value(*self.twin_q_values(initial_observations, actions), nu.detach())
+        return value.mean() + nu.detach() * th.as_tensor(epsilon).detach()
 
     def meta_gradients(self, observations: Any, validation_observations: Any, initial_observations: Any) -> MetaStep:
         """Steps 3-6 without changing the model: the inner updates, ``d J_eps / d epsilon``, the updated ``epsilon'``
@@ -323,9 +331,9 @@ class MetaSACLag(SafeSACBase):
         epsilon = self.epsilon.detach().clone().requires_grad_(True)
         alpha = self.alpha.detach().clone().requires_grad_(True)
         actions, log_prob = self.actor.action_log_prob(observations)
-        qr, qc = self.q_values(observations, actions)
-        new_nu, nu_state = self.lagrangian.differentiable_step(qc.mean(), epsilon)
-        actor_loss = alpha * log_prob.mean() - qr.mean() + new_nu * qc.mean()
+        qr, qc = self.twin_q_values(observations, actions)
+        new_nu, nu_state = self.lagrangian.differentiable_step(qc.amax(dim=1).mean(), epsilon)
+        actor_loss = alpha * log_prob.mean() - self.penalised_value(qr, qc, new_nu).mean()
         params = self.actor_rmsprop.params
         grads = th.autograd.grad(actor_loss, params, create_graph=True)
         new_params, actor_state = self.actor_rmsprop.step(grads)
@@ -371,6 +379,7 @@ class MetaSACLag(SafeSACBase):
             self.log_ent_coef.grad = (step.grad_alpha * self.alpha).detach()
             if self.alpha_max_grad_norm is not None:
                 th.nn.utils.clip_grad_norm_([self.log_ent_coef], self.alpha_max_grad_norm)
+            assert self.ent_coef_optimizer is not None
             self.ent_coef_optimizer.step()
             with th.no_grad():
                 self.log_ent_coef.clamp_(max=0.0)

@@ -1,0 +1,48 @@
+"""Cost-aware evaluation of a policy (SB3's ``evaluate_policy`` reports rewards only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sb3_metasaclag.common.costs import get_cost
+
+__all__ = ["evaluate_safe_policy"]
+
+
+def evaluate_safe_policy(
+    model: Any, env: str | gym.Env, n_episodes: int = 50, seed: int = 10_000, deterministic: bool = True
+) -> dict[str, float]:
+    """Run ``n_episodes`` episodes (seeds ``seed``, ``seed + 1``, ...) and summarise return, cost and safety.
+
+    :param model: Anything with SB3's ``predict(obs, deterministic=...)``.
+    :param env: A gymnasium environment or its id; it must report ``info["cost"]``.
+    :return: ``return`` (mean episode return), ``cost`` (mean episode cost), ``violation`` (fraction of episodes with
+        at least one step of positive cost) and ``success`` (fraction of episodes ending with ``info["is_success"]``).
+    """
+    env = gym.make(env) if isinstance(env, str) else env
+    returns, costs, violations, successes = [], [], [], []
+    for episode in range(n_episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        total_reward, total_cost, violated = 0.0, 0.0, False
+        while True:
+            action, _ = model.predict(obs, deterministic=deterministic)
+            obs, reward, terminated, truncated, info = env.step(action)
+            cost = get_cost(info)
+            total_reward += float(reward)
+            total_cost += cost
+            violated = violated or cost > 0
+            if terminated or truncated:
+                break
+        returns.append(total_reward)
+        costs.append(total_cost)
+        violations.append(violated)
+        successes.append(bool(info.get("is_success", False)))
+    return {
+        "return": float(np.mean(returns)),
+        "cost": float(np.mean(costs)),
+        "violation": float(np.mean(violations)),
+        "success": float(np.mean(successes)),
+    }

@@ -1,0 +1,103 @@
+"""Every algorithm of the package, SB3 style: learn, predict, save, load, continue, set_env."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_metasaclag import RCPOSAC, MetaSACLag, RCPOMetaSAC, SACLag
+
+MODEL_LIST = [MetaSACLag, SACLag, RCPOSAC, RCPOMetaSAC]
+SMALL = dict(
+    learning_starts=64, batch_size=32, n_initial_states=8, initial_state_batch_size=8, policy_kwargs=dict(net_arch=[16])
+)
+
+
+def learned_quantities(model):
+    """Name -> (tensor, optimizer) for what the algorithm learns besides the networks."""
+    learned = {"nu": (model.lagrangian.nu, model.lagrangian.optimizer)}
+    if getattr(model, "ent_coef_optimizer", None) is not None:
+        learned["alpha"] = (model.log_ent_coef, model.ent_coef_optimizer)
+    if getattr(model, "learn_epsilon", False):
+        learned["epsilon"] = (model.epsilon, model.epsilon_optimizer)
+    return learned
+
+
+def step_count(optimizer) -> int:
+    return int(next(iter(optimizer.state.values()))["step"])
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+@pytest.mark.parametrize("n_envs, dict_observations", [(1, False), (2, False), (1, True), (2, True)])
+def test_learn_predict_save_load_continue(tmp_path, model_class, n_envs, dict_observations):
+    env = make_vec_env("SafeNavigation2D-v0", n_envs=n_envs, env_kwargs=dict(dict_observations=dict_observations), seed=0)
+    policy = "MultiInputPolicy" if dict_observations else "MlpPolicy"
+    model = model_class(policy, env, seed=0, **SMALL)
+    model.learn(200)
+    obs = env.reset()
+    action, _ = model.predict(obs, deterministic=True)
+    assert action.shape == (n_envs, 2) and np.all(np.abs(action) <= 1)
+
+    model.save(tmp_path / "model")
+    loaded = model_class.load(tmp_path / "model", env=env)
+    assert type(loaded) is model_class
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], action)
+    learned = learned_quantities(loaded)
+    assert {"nu", "alpha"} <= learned.keys()
+    for name, (tensor, optimizer) in learned.items():
+        original = learned_quantities(model)[name][0]
+        assert th.equal(tensor, original), name
+        assert optimizer.param_groups[0]["params"][0] is tensor, f"{name}: the optimizer must update the loaded tensor"
+    steps = {name: step_count(optimizer) for name, (_, optimizer) in learned.items()}
+    loaded.learn(100, reset_num_timesteps=False)
+    for name, (tensor, optimizer) in learned.items():
+        assert step_count(optimizer) > steps[name], f"{name} keeps being optimised after loading"
+
+    loaded.set_env(make_vec_env("SafeNavigation2D-v0", n_envs=n_envs, env_kwargs=dict(dict_observations=dict_observations)))
+    loaded.learn(50, reset_num_timesteps=False)
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_learns_on_the_bandit_box_env_too(model_class):
+    model = model_class("MlpPolicy", "SafeBandit-v0", seed=0, **SMALL)
+    model.learn(150)
+    assert model.replay_buffer.size() == 150
+
+
+@pytest.mark.parametrize("model_class", [SACLag, RCPOSAC, RCPOMetaSAC])
+def test_fixed_epsilon_is_bit_identical_after_training(model_class):
+    model = model_class("MlpPolicy", "SafeNavigation2D-v0", epsilon=0.37, seed=0, **SMALL)
+    before = model.epsilon.clone()
+    model.learn(200)
+    assert th.equal(model.epsilon, before)
+
+
+def test_fixed_ent_coef_for_the_sac_v2_baselines():
+    model = SACLag("MlpPolicy", "SafeBandit-v0", ent_coef=0.05, seed=0, **SMALL)
+    model.learn(150)
+    assert model.alpha.item() == pytest.approx(0.05) and model.ent_coef_optimizer is None
+
+
+def test_baseline_argument_errors():
+    with pytest.raises(ValueError, match="epsilon must lie in"):
+        SACLag("MlpPolicy", "SafeBandit-v0", epsilon=2.0)
+    with pytest.raises(ValueError, match="ent_coef must be"):
+        SACLag("MlpPolicy", "SafeBandit-v0", ent_coef="fixed")
+    with pytest.raises(TypeError, match="keeps epsilon fixed"):
+        RCPOMetaSAC("MlpPolicy", "SafeBandit-v0", learn_epsilon=True)
+
+
+def test_rcpo_actor_objective_is_the_penalised_critic():
+    qr = th.tensor([[1.0, 3.0]])
+    qc = th.tensor([[0.5, 0.0]])
+    nu = th.tensor(4.0)
+    # Eq. 11 combines min Qr and max Qc; RCPO takes the min over twins of Qr - nu Qc.
+    assert SACLag.penalised_value(qr, qc, nu).item() == pytest.approx(1.0 - 4.0 * 0.5)
+    assert RCPOSAC.penalised_value(qr, qc, nu).item() == pytest.approx(min(1.0 - 2.0, 3.0 - 0.0))
+    assert RCPOMetaSAC.penalised_value(qr, qc, nu).item() == RCPOSAC.penalised_value(qr, qc, nu).item()
+
+
+def test_sac_lag_make_with_env_id_and_gym_env():
+    for env in ("SafeNavigation2D-v0", gym.make("SafeNavigation2D-v0")):
+        SACLag("MlpPolicy", env, **SMALL).learn(70)
