@@ -122,3 +122,11 @@ def test_save_and_load_replay_buffer_round_trip(tmp_path):
     save_to_pkl(tmp_path / "not_ours", {"a": 1})
     with pytest.raises(TypeError, match="ConstraintReplayBuffer"):
         other.load_replay_buffer(tmp_path / "not_ours")
+
+
+def test_float64_action_spaces_sample_float32():
+    space = spaces.Box(-1, 1, (3,), np.float64)
+    buffer = ConstraintReplayBuffer(10, space, spaces.Box(-1, 1, (2,), np.float64), "cpu", n_envs=1)
+    obs = np.zeros((1, 3))
+    buffer.add(obs, obs, np.ones((1, 2)), np.ones(1), np.array([False]), [{"cost": 0.0}])
+    assert buffer.sample(4).actions.dtype == th.float32

@@ -77,7 +77,8 @@ class TransitionStore:
         self.capacity = int(capacity)
         self.observations = _ObservationArray(self.capacity, observation_space)
         self.next_observations = _ObservationArray(self.capacity, observation_space)
-        self.actions = np.zeros((self.capacity, get_action_dim(action_space)), dtype=action_space.dtype)
+        # float32 like SB3's buffers: float64 action spaces (Safety-Gymnasium's) would give float64 tensors.
+        self.actions = np.zeros((self.capacity, get_action_dim(action_space)), dtype=np.float32)
         self.rewards = np.zeros(self.capacity, dtype=np.float32)
         self.costs = np.zeros(self.capacity, dtype=np.float32)
         self.dones = np.zeros(self.capacity, dtype=np.float32)

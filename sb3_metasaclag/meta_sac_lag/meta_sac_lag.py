@@ -264,14 +264,20 @@ class MetaSACLag(SafeSACBase):
         params = self.actor_rmsprop.params
         grad_a: list[th.Tensor] = []
         grad_c: list[th.Tensor] = []
-        if self.learn_alpha:
-            grad_a = list(th.autograd.grad(entropy_term, params, retain_graph=True))
-            grad_v = th.autograd.grad(value_term, params, retain_graph=self.learn_epsilon)
-            grads = [alpha * a - v for a, v in zip(grad_a, grad_v)]  # Eq. 11 in phi
-        else:
-            grads = list(th.autograd.grad(alpha * entropy_term - value_term, params, retain_graph=self.learn_epsilon))
         if self.learn_epsilon:
-            grad_c = list(th.autograd.grad(safety_term, params))
+            # V = R - nu' C (Eq. 11): grad R and grad C each go through their own twin critics once.
+            grad_c = list(th.autograd.grad(safety_term, params, retain_graph=True))
+            grad_r = th.autograd.grad(qr.amin(dim=1).mean(), params, retain_graph=self.learn_alpha)
+            grad_v: Sequence[th.Tensor] = [r - new_nu * c for r, c in zip(grad_r, grad_c)]
+        elif self.learn_alpha:
+            grad_v = th.autograd.grad(value_term, params, retain_graph=True)
+        if self.learn_alpha:
+            grad_a = list(th.autograd.grad(entropy_term, params))
+            grads = [alpha * a - v for a, v in zip(grad_a, grad_v)]  # Eq. 11 in phi
+        elif self.learn_epsilon:
+            grads = [alpha * a - v for a, v in zip(th.autograd.grad(entropy_term, params), grad_v)]
+        else:
+            grads = list(th.autograd.grad(alpha * entropy_term - value_term, params))
         with th.no_grad():
             new_params, actor_state = self.actor_rmsprop.step(grads)
             dparams_dgrads = self.actor_rmsprop.step_derivative(grads) if (self.learn_alpha or self.learn_epsilon) else []
