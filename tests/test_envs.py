@@ -122,3 +122,16 @@ def test_navigation_dict_observations():
     obs, _ = env.reset(seed=0)
     flat, _ = gym.make("SafeNavigation2D-v0").reset(seed=0)
     np.testing.assert_array_equal(np.concatenate([obs["position"], obs["goal_offset"], obs["hazard_offset"]]), flat)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_rgb_array_rendering(env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    image = env.render()
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) >= 3  # background, unsafe region, agent
+    plain = gym.make(env_id)
+    plain.reset(seed=0)
+    assert plain.render() is None

@@ -254,9 +254,6 @@ class SafeSACBase(OffPolicyAlgorithm):
         infos: list[dict[str, Any]],
     ) -> None:
         costs = get_costs(infos)  # fails before anything is stored
-        if not hasattr(self, "_episode_costs") or len(self._episode_costs) != len(costs):
-            self._episode_costs = np.zeros(len(costs))
-            self._episode_violations = np.zeros(len(costs), dtype=np.int64)
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[arg-type]
         self._episode_costs += costs
         self._episode_violations += costs > self.violation_threshold

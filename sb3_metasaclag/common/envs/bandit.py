@@ -25,11 +25,16 @@ class SafeBanditEnv(gym.Env[np.ndarray, np.ndarray]):
 
     :param safe_limit: Largest safe action, in ``(-1, 1)``.
     :param reward_scale: Slope of the reward, ``> 0``.
+    :param render_mode: ``"rgb_array"`` renders the action range (unsafe part red) and the last action (blue).
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, safe_limit: float = 0.5, reward_scale: float = 10.0) -> None:
+    def __init__(self, safe_limit: float = 0.5, reward_scale: float = 10.0, render_mode: str | None = None) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
+        self._last_action = 0.0
         if not -1.0 < safe_limit < 1.0:
             raise ValueError(f"safe_limit must lie in (-1, 1), got {safe_limit}")
         if reward_scale <= 0:
@@ -51,5 +56,16 @@ class SafeBanditEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+        self._last_action = a
         cost = 1.0 if a > self.safe_limit else 0.0
         return self._obs.copy(), self.reward_scale * a, True, False, {"cost": cost}
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        if self.render_mode != "rgb_array":
+            return None
+        width = 200
+        columns = np.linspace(-1, 1, width)
+        image = np.full((20, width, 3), 255, dtype=np.uint8)
+        image[:, columns > self.safe_limit] = (230, 60, 60)
+        image[:, np.abs(columns - self._last_action) < 0.02] = (40, 80, 220)
+        return image

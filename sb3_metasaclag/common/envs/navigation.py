@@ -34,9 +34,10 @@ class SafeNavigation2DEnv(gym.Env):
 
     :param terminate_on_violation: End the episode when the robot enters the hazard.
     :param dict_observations: Return Dict observations instead of a flat vector.
+    :param render_mode: ``"rgb_array"`` renders a top view (hazard red, goal green, robot blue) as a 200x200 image.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 20}
     dt = 0.05
     arena = 1.5
     goal = (1.0, 0.0)
@@ -48,7 +49,12 @@ class SafeNavigation2DEnv(gym.Env):
     goal_bonus = 10.0
     progress_scale = 10.0
 
-    def __init__(self, terminate_on_violation: bool = True, dict_observations: bool = False) -> None:
+    def __init__(
+        self, terminate_on_violation: bool = True, dict_observations: bool = False, render_mode: str | None = None
+    ) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
         self.terminate_on_violation = bool(terminate_on_violation)
         self.dict_observations = bool(dict_observations)
         bound = 2 * self.arena + 1
@@ -93,6 +99,22 @@ class SafeNavigation2DEnv(gym.Env):
         terminated = success or (in_hazard and self.terminate_on_violation)
         info = {"cost": 1.0 if in_hazard else 0.0, "is_success": success}
         return self._obs(), reward, terminated, False, info
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        if self.render_mode != "rgb_array":
+            return None
+        size = 200
+        scale = size / (2 * self.arena)
+        coords = (np.arange(size) + 0.5) / scale - self.arena
+        x, y = np.meshgrid(coords, -coords)
+        image = np.full((size, size, 3), 255, dtype=np.uint8)
+        for (cx, cy), radius, color in (
+            (self.hazard, self.hazard_radius, (230, 60, 60)),
+            (self.goal, self.goal_radius, (60, 180, 75)),
+            ((self._x, self._y), 0.05, (40, 80, 220)),
+        ):
+            image[(x - cx) ** 2 + (y - cy) ** 2 < radius**2] = color
+        return image
 
 
 def scripted_safe_policy(obs: np.ndarray, waypoint: tuple[float, float] = (0.0, 0.7)) -> np.ndarray:
