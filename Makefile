@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # torch first, pinned: an unpinned torch (or one pulled in by SB3) resolves to a multi-GB CUDA build.
 TORCH := torch==2.13.0
 SAFETY_GYMNASIUM := safety-gymnasium==1.0.0
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 .PHONY: install demo test test-all lint format type check bench clean
 
