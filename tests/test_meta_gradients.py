@@ -108,15 +108,23 @@ def test_meta_gradients_match_finite_differences(epsilon_objective, method):
     assert step.grad_alpha.item() == pytest.approx(fd_alpha, rel=1e-5)
 
 
-def test_closed_form_equals_autograd_reference():
+@pytest.mark.parametrize("learn_epsilon, learn_alpha", [(True, True), (True, False), (False, True), (False, False)])
+def test_closed_form_equals_autograd_reference(learn_epsilon, learn_alpha):
     model = _model("linear")
+    model.learn_epsilon, model.learn_alpha = learn_epsilon, learn_alpha
     obs, validation, initial = _batches(model)
     th.manual_seed(SEED_INNER)
     fast = model.meta_gradients(obs, validation, initial)
     th.manual_seed(SEED_INNER)
     reference = model.meta_gradients_autograd(obs, validation, initial)
-    assert fast.grad_epsilon.item() == pytest.approx(reference.grad_epsilon.item(), rel=1e-9)
-    assert fast.grad_alpha.item() == pytest.approx(reference.grad_alpha.item(), rel=1e-9)
+    if learn_epsilon:
+        assert fast.grad_epsilon.item() == pytest.approx(reference.grad_epsilon.item(), rel=1e-9)
+    else:
+        assert fast.grad_epsilon is None and reference.grad_epsilon is None
+    if learn_alpha:
+        assert fast.grad_alpha.item() == pytest.approx(reference.grad_alpha.item(), rel=1e-9)
+    else:
+        assert fast.grad_alpha is None and reference.grad_alpha is None
     for a, b in zip(fast.inner.params, reference.inner.params):
         th.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert fast.inner.nu.item() == pytest.approx(reference.inner.nu.item(), rel=1e-12)

@@ -267,7 +267,7 @@ class MetaSACLag(SafeSACBase):
         if self.learn_epsilon:
             # V = R - nu' C (Eq. 11): grad R and grad C each go through their own twin critics once.
             grad_c = list(th.autograd.grad(safety_term, params, retain_graph=True))
-            grad_r = th.autograd.grad(qr.amin(dim=1).mean(), params, retain_graph=self.learn_alpha)
+            grad_r = th.autograd.grad(qr.amin(dim=1).mean(), params, retain_graph=True)  # grad A comes next
             grad_v: Sequence[th.Tensor] = [r - new_nu * c for r, c in zip(grad_r, grad_c)]
         elif self.learn_alpha:
             grad_v = th.autograd.grad(value_term, params, retain_graph=True)
