@@ -272,6 +272,25 @@ class SafeSACBase(OffPolicyAlgorithm):
             self.logger.record("rollout/violation_rate", safe_mean([violations for _, violations in self.ep_cost_buffer]))
         super().dump_logs()
 
+    def learn(
+        self: SelfSafeSACBase,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfSafeSACBase:
+        """SB3's ``learn``; the TensorBoard run is named after the algorithm (``MetaSACLag``, ``SACLag``, ...)."""
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name or type(self).__name__,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
     # Training -------------------------------------------------------------------------------------------------------
     def _critic_optimizers(self) -> list[th.optim.Optimizer]:
         return [self.actor.optimizer, self.critic.optimizer, self.safety_critic.optimizer]

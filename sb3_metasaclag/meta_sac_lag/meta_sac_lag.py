@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import torch as th
 from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from sb3_metasaclag.common.buffers import ConstraintReplayBufferSamples
 from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop
 from sb3_metasaclag.common.policies import SafeSACPolicy
 from sb3_metasaclag.common.safe_sac import SafeSACBase, check_range
-
-SelfMetaSACLag = TypeVar("SelfMetaSACLag", bound="MetaSACLag")
 
 EPSILON_OBJECTIVES = ("linear", "nonlinear")
 
@@ -394,24 +392,6 @@ class MetaSACLag(SafeSACBase):
         self.actor_rmsprop.commit(step.inner.params, step.inner.actor_state)
         self.lagrangian.commit(step.inner.nu, step.inner.nu_state)
         return logs
-
-    def learn(
-        self: SelfMetaSACLag,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 4,
-        tb_log_name: str = "MetaSACLag",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfMetaSACLag:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()

@@ -8,7 +8,7 @@ from typing import Any
 import torch as th
 
 from sb3_metasaclag.common.rcpo import rcpo_penalised_value
-from sb3_metasaclag.meta_sac_lag.meta_sac_lag import MetaSACLag, SelfMetaSACLag
+from sb3_metasaclag.meta_sac_lag.meta_sac_lag import MetaSACLag
 
 
 class RCPOMetaSAC(MetaSACLag):
@@ -37,14 +37,3 @@ class RCPOMetaSAC(MetaSACLag):
         """Meta-SAC's objective: the (penalised) critic at initial states, deterministic action of ``phi'``."""
         actions = self.actor_with(params, initial_observations, deterministic=True)
         return self.penalised_value(*self.twin_q_values(initial_observations, actions), nu.detach()).mean()
-
-    def learn(
-        self: SelfMetaSACLag,
-        total_timesteps: int,
-        callback: Any = None,
-        log_interval: int = 4,
-        tb_log_name: str = "RCPOMetaSAC",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfMetaSACLag:
-        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sb3_metasaclag.common.rcpo import rcpo_penalised_value
-from sb3_metasaclag.sac_lag.sac_lag import SACLag, SelfSACLag
+from sb3_metasaclag.sac_lag.sac_lag import SACLag
 
 
 class RCPOSAC(SACLag):
@@ -16,17 +14,6 @@ class RCPOSAC(SACLag):
     """
 
     penalised_value = staticmethod(rcpo_penalised_value)  # type: ignore[assignment]
-
-    def learn(
-        self: SelfSACLag,
-        total_timesteps: int,
-        callback: Any = None,
-        log_interval: int = 4,
-        tb_log_name: str = "RCPOSAC",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfSACLag:
-        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
 
 __all__ = ["RCPOSAC"]

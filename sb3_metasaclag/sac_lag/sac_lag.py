@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch as th
 
 from sb3_metasaclag.common.buffers import ConstraintReplayBufferSamples
 from sb3_metasaclag.common.safe_sac import SafeSACBase, check_range
-
-SelfSACLag = TypeVar("SelfSACLag", bound="SACLag")
 
 
 class SACLag(SafeSACBase):
@@ -66,17 +64,6 @@ class SACLag(SafeSACBase):
         self.actor.optimizer.step()
         logs["actor_loss"] = actor_loss
         return logs
-
-    def learn(
-        self: SelfSACLag,
-        total_timesteps: int,
-        callback: Any = None,
-        log_interval: int = 4,
-        tb_log_name: str = "SACLag",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfSACLag:
-        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "ent_coef_optimizer"]
