@@ -145,6 +145,7 @@ def test_env_without_cost_fails_at_first_step_with_advice():
         (dict(nu_learning_rate=0.0), "nu_learning_rate must lie in"),
         (dict(epsilon_objective="quadratic"), "epsilon_objective must be one of"),
         (dict(meta_gradient_method="magic"), "meta_gradient_method"),
+        (dict(rmsprop_kwargs=dict(centered=True)), "non-centered RMSProp"),
         (dict(violation_threshold=-0.1), "violation_threshold must lie in"),
     ],
 )

@@ -189,6 +189,8 @@ class MetaSACLag(SafeSACBase):
         self.learn_alpha = bool(learn_alpha)
         if meta_gradient_method not in ("closed_form", "autograd"):
             raise ValueError(f"meta_gradient_method must be 'closed_form' or 'autograd', got {meta_gradient_method!r}")
+        if meta_gradient_method == "closed_form" and (rmsprop_kwargs or {}).get("centered", False):
+            raise ValueError("The closed-form meta-gradients need a non-centered RMSProp: use meta_gradient_method='autograd'")
         self.meta_gradient_method = meta_gradient_method
         # The actor's update is differentiated through: it must be an RMSProp step (paper, Appendix B).
         policy_kwargs = {
