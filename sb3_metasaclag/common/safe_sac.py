@@ -424,6 +424,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             "ep_cost_buffer",
             "_episode_costs",
             "_episode_violations",
+            "_actor_parameter_names",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

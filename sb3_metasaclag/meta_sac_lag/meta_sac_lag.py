@@ -243,6 +243,7 @@ class MetaSACLag(SafeSACBase):
         )
         self.epsilon_rmsprop = DifferentiableRMSprop(self.epsilon_optimizer)
         self.actor_rmsprop = DifferentiableRMSprop(self.actor.optimizer)  # type: ignore[arg-type]
+        self._actor_parameter_names = [name for name, _ in self.actor.named_parameters()]
 
     # One meta update, as functions of their inputs (the tests differentiate them) ----------------------------------------
     def inner_step(self, observations: Any, epsilon: th.Tensor | float, alpha: th.Tensor | float) -> InnerStep:
@@ -286,8 +287,9 @@ class MetaSACLag(SafeSACBase):
 
     def actor_with(self, params: Sequence[th.Tensor], observations: Any, deterministic: bool = False) -> th.Tensor:
         """Actions of the actor evaluated with the parameters ``params`` (e.g. ``phi'``) instead of its own."""
-        names = [name for name, _ in self.actor.named_parameters()]
-        return th.func.functional_call(self.actor, dict(zip(names, params)), (observations,), {"deterministic": deterministic})
+        return th.func.functional_call(
+            self.actor, dict(zip(self._actor_parameter_names, params)), (observations,), {"deterministic": deterministic}
+        )
 
     def epsilon_objective_value(self, params: Sequence[th.Tensor], nu: th.Tensor, observations: Any) -> th.Tensor:
         """``J_eps`` of Eq. 14 (``nu`` is used as a value, not differentiated) or ``J_nl`` of Eq. 16, for ``phi'``."""
@@ -394,6 +396,10 @@ class MetaSACLag(SafeSACBase):
         self.actor_rmsprop.commit(step.inner.params, step.inner.actor_state)
         self.lagrangian.commit(step.inner.nu, step.inner.nu_state)
         return logs
+
+    def _excluded_save_params(self) -> list[str]:
+        # Views of optimizers that are saved through their state dicts, rebuilt by _setup_model().
+        return [*super()._excluded_save_params(), "epsilon_rmsprop", "actor_rmsprop"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
