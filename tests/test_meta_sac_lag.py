@@ -103,7 +103,6 @@ def test_episode_cost_statistics():
     env = MarkedEnv()
     model = MetaSACLag("MlpPolicy", env, learning_starts=10_000, n_initial_states=0, seed=0)
     model.learn(200)
-    lengths = np.diff([0] + [i + 1 for i, (obs, _) in enumerate(env.transitions) if False])  # noqa: F841
     # Recompute per-episode violations from the env's own log.
     per_episode: dict[float, int] = {}
     for obs, cost in env.transitions:

@@ -254,7 +254,7 @@ class MetaSACLag(SafeSACBase):
         (``d g / d nu' = grad C``), and RMSProp updates each weight from its own gradient only. Hence
         ``d phi'/d epsilon = D * grad C * d nu'/d epsilon`` and ``d phi'/d alpha = D * grad A``, where ``D`` is the
         elementwise derivative of the RMSProp step: exact meta-gradients from first-order gradients, without
-        differentiating through a backward pass. Only the gradients an outer step needs are computed.
+        differentiating through a backward pass. ``grad C`` is computed only when ``epsilon`` is learned.
         """
         actions, log_prob = self.actor.action_log_prob(observations)
         qr, qc = self.twin_q_values(observations, actions)
@@ -263,25 +263,19 @@ class MetaSACLag(SafeSACBase):
         entropy_term, value_term = log_prob.mean(), self.penalised_value(qr, qc, new_nu).mean()
         alpha = th.as_tensor(alpha).detach()
         params = self.actor_rmsprop.params
-        grad_a: list[th.Tensor] = []
         grad_c: list[th.Tensor] = []
         if self.learn_epsilon:
             # V = R - nu' C (Eq. 11): grad R and grad C each go through their own twin critics once.
             grad_c = list(th.autograd.grad(safety_term, params, retain_graph=True))
-            grad_r = th.autograd.grad(qr.amin(dim=1).mean(), params, retain_graph=True)  # grad A comes next
+            grad_r = th.autograd.grad(qr.amin(dim=1).mean(), params, retain_graph=True)
             grad_v: Sequence[th.Tensor] = [r - new_nu * c for r, c in zip(grad_r, grad_c)]
-        elif self.learn_alpha:
-            grad_v = th.autograd.grad(value_term, params, retain_graph=True)
-        if self.learn_alpha:
-            grad_a = list(th.autograd.grad(entropy_term, params))
-            grads = [alpha * a - v for a, v in zip(grad_a, grad_v)]  # Eq. 11 in phi
-        elif self.learn_epsilon:
-            grads = [alpha * a - v for a, v in zip(th.autograd.grad(entropy_term, params), grad_v)]
         else:
-            grads = list(th.autograd.grad(alpha * entropy_term - value_term, params))
+            grad_v = th.autograd.grad(value_term, params, retain_graph=True)
+        grad_a = list(th.autograd.grad(entropy_term, params))
+        grads = [alpha * a - v for a, v in zip(grad_a, grad_v)]  # Eq. 11 in phi
         with th.no_grad():
             new_params, actor_state = self.actor_rmsprop.step(grads)
-            dparams_dgrads = self.actor_rmsprop.step_derivative(grads) if (self.learn_alpha or self.learn_epsilon) else []
+            dparams_dgrads = self.actor_rmsprop.step_derivative(grads)
         actor_loss = (alpha * entropy_term - value_term).detach()
         return InnerStep(new_nu, nu_state, dnu_depsilon, new_params, actor_state, dparams_dgrads, grad_a, grad_c, actor_loss)
 
