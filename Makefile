@@ -12,7 +12,7 @@ PYTEST_ARGS ?= -n 2
 
 .PHONY: install demo test test-all lint format type check bench clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg setup.py pyproject.toml zoo_hook/_sb3_metasaclag_zoo_hook.py zoo_hook/sb3_metasaclag_zoo.pth
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e ".[all]"
@@ -32,12 +32,12 @@ test-all: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(PY) -m ruff check sb3_metasaclag tests examples scripts
-	$(PY) -m black --check sb3_metasaclag tests examples scripts
+	$(PY) -m ruff check sb3_metasaclag tests examples scripts zoo_hook setup.py
+	$(PY) -m black --check sb3_metasaclag tests examples scripts zoo_hook setup.py
 
 format: install
-	$(PY) -m ruff check --fix sb3_metasaclag tests examples scripts
-	$(PY) -m black sb3_metasaclag tests examples scripts
+	$(PY) -m ruff check --fix sb3_metasaclag tests examples scripts zoo_hook setup.py
+	$(PY) -m black sb3_metasaclag tests examples scripts zoo_hook setup.py
 
 type: install
 	$(PY) -m mypy sb3_metasaclag

@@ -1,0 +1,222 @@
+"""RL Zoo (rl-zoo3) integration: algorithm names, default hyperparameters and Optuna samplers.
+
+After ``pip install sb3-metasaclag`` (regular or editable) nothing needs to be done: a start-up hook (``zoo_hook/`` in
+the repository) calls :func:`patch_rl_zoo_module` while RL Zoo's own modules are imported, so::
+
+    python -m rl_zoo3.train --algo metasaclag --env SafeNavigation2D-v0
+
+works like any built-in algorithm. What the hook adds:
+
+- ``rl_zoo3.utils.ALGOS``: ``metasaclag``, ``saclag``, ``rcpo_sac``, ``rcpo_metasac`` (see :data:`ZOO_ALGOS`); importing
+  this package also registers its environments with gymnasium, so no ``--gym-packages`` is needed.
+- ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` / ``HYPERPARAMS_CONVERTER``: the samplers below, for ``-optimize``.
+- ``rl_zoo3.exp_manager.ExperimentManager``: without ``-conf``, our algorithms read ``hyperparams/<algo>.yml`` from this
+  package. Stock ``sac`` keeps RL Zoo's own file; only for an environment that file has no entry for (ours) does it
+  read our ``sac.yml``, so comparing with stock SAC is the same command with ``--algo sac``.
+
+Programs that import RL Zoo with the hook switched off (``SB3_METASACLAG_DISABLE_ZOO_HOOK=1``) can call
+:func:`register_with_rl_zoo` themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from sb3_metasaclag.meta_sac_lag import MetaSACLag
+from sb3_metasaclag.rcpo_meta_sac import RCPOMetaSAC
+from sb3_metasaclag.rcpo_sac import RCPOSAC
+from sb3_metasaclag.sac_lag import SACLag
+
+#: The ``--algo`` names this package adds to RL Zoo.
+ZOO_ALGOS: dict[str, type[BaseAlgorithm]] = {
+    "metasaclag": MetaSACLag,
+    "saclag": SACLag,
+    "rcpo_sac": RCPOSAC,
+    "rcpo_metasac": RCPOMetaSAC,
+}
+
+#: Network sizes the samplers choose from (RL Zoo's names for the same sizes).
+NET_ARCHS: dict[str, list[int]] = {"small": [64, 64], "medium": [256, 256], "big": [400, 300]}
+
+_PATCHED_MARK = "_sb3_metasaclag_patched"
+
+
+def hyperparams_dir() -> Path:
+    """Directory of the default hyperparameter files.
+
+    A regular install ships the repository's top-level ``hyperparams/`` inside the package; an editable install reads it
+    from the source tree.
+    """
+    package_dir = Path(__file__).resolve().parent
+    for candidate in (package_dir / "hyperparams", package_dir.parent / "hyperparams"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"sb3-metasaclag's hyperparams/ directory is missing (looked in {package_dir} and its parent)")
+
+
+def hyperparams_file(algo: str) -> Path:
+    """Path of the default hyperparameter file of ``algo`` (one of :data:`ZOO_ALGOS`, or ``"sac"``)."""
+    if algo not in ZOO_ALGOS and algo != "sac":
+        raise ValueError(f"No sb3-metasaclag hyperparameters for algo {algo!r}: expected one of {[*ZOO_ALGOS, 'sac']}")
+    return hyperparams_dir() / f"{algo}.yml"
+
+
+def _yaml_keys(path: Path) -> set[str]:
+    if not path.is_file():
+        return set()
+    with open(path) as file:
+        return set(yaml.safe_load(file) or {})
+
+
+def default_config(algo: str, env_id: str, zoo_config: str | None = None) -> Path | None:
+    """The hyperparameter file RL Zoo should read when no ``-conf`` is given, or ``None`` to keep RL Zoo's own.
+
+    :param algo: RL Zoo's ``--algo``.
+    :param env_id: The environment id.
+    :param zoo_config: The file RL Zoo would read (its package default); for ``sac`` it is kept whenever it has an entry
+        for ``env_id``.
+    """
+    if algo in ZOO_ALGOS:
+        return hyperparams_file(algo)
+    if algo == "sac":
+        ours = hyperparams_file("sac")
+        if env_id in _yaml_keys(ours) and (zoo_config is None or env_id not in _yaml_keys(Path(zoo_config))):
+            return ours
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Optuna samplers. They sample what the user would otherwise tune by hand - learning rates of the inner (actor, critics,
+# nu) and outer (epsilon, alpha) steps, the initial multiplier nu, gamma_c and the network size - and leave alone what an
+# algorithm tunes by itself (Meta SAC-Lag's epsilon and alpha; the SAC v2 temperature of the baselines).
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _suggest_common(trial: Any) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-5, 2e-3, log=True),
+        "nu_learning_rate": trial.suggest_float("nu_learning_rate", 1e-4, 1e-1, log=True),
+        "nu": trial.suggest_float("nu", 0.1, 1000.0, log=True),
+        "one_minus_gamma_c": trial.suggest_float("one_minus_gamma_c", 1e-3, 0.1, log=True),
+        "net_arch": trial.suggest_categorical("net_arch", list(NET_ARCHS)),
+    }
+
+
+def convert_safe_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """Turn the raw parameters of a trial into constructor arguments (RL Zoo's ``HYPERPARAMS_CONVERTER`` contract).
+
+    ``one_minus_gamma_c`` becomes ``gamma_c`` and ``net_arch`` (a size name) becomes ``policy_kwargs``; the rest passes
+    through unchanged.
+    """
+    hyperparams = dict(sampled_params)
+    if "one_minus_gamma_c" in hyperparams:
+        hyperparams["gamma_c"] = 1.0 - hyperparams.pop("one_minus_gamma_c")
+    if "net_arch" in hyperparams:
+        name = hyperparams.pop("net_arch")
+        if name not in NET_ARCHS:
+            raise ValueError(f"Unknown net_arch {name!r}: expected one of {list(NET_ARCHS)}")
+        hyperparams["policy_kwargs"] = {"net_arch": list(NET_ARCHS[name])}
+    return hyperparams
+
+
+def sample_metasaclag_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """MetaSACLag: inner and outer learning rates, initial ``nu``, ``gamma_c``, network size (not ``epsilon``/``alpha``)."""
+    params = _suggest_common(trial)
+    params["epsilon_learning_rate"] = trial.suggest_float("epsilon_learning_rate", 1e-4, 1e-1, log=True)
+    params["alpha_learning_rate"] = trial.suggest_float("alpha_learning_rate", 1e-4, 1e-2, log=True)
+    return convert_safe_params(params)
+
+
+def sample_fixed_threshold_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """SACLag and RCPOSAC: learning rates, initial ``nu``, ``gamma_c``, network size and the fixed threshold ``epsilon``."""
+    params = _suggest_common(trial)
+    params["epsilon"] = trial.suggest_float("epsilon", 0.05, 1.0)
+    return convert_safe_params(params)
+
+
+def sample_rcpo_metasac_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """RCPOMetaSAC: as the fixed-threshold baselines, plus the learning rate of its meta-gradient ``alpha`` step."""
+    params = _suggest_common(trial)
+    params["epsilon"] = trial.suggest_float("epsilon", 0.05, 1.0)
+    params["alpha_learning_rate"] = trial.suggest_float("alpha_learning_rate", 1e-4, 1e-2, log=True)
+    return convert_safe_params(params)
+
+
+SAMPLERS = {
+    "metasaclag": sample_metasaclag_params,
+    "saclag": sample_fixed_threshold_params,
+    "rcpo_sac": sample_fixed_threshold_params,
+    "rcpo_metasac": sample_rcpo_metasac_params,
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Patching RL Zoo's modules (called by the start-up hook, or by register_with_rl_zoo)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _register_algos(algos: dict[str, Any]) -> None:
+    for name, cls in ZOO_ALGOS.items():
+        if algos.get(name, cls) is not cls:
+            raise RuntimeError(f"RL Zoo already has an algorithm named {name!r} ({algos[name]!r}); not replacing it")
+        algos[name] = cls
+
+
+def _register_samplers(samplers: dict[str, Any], converters: dict[str, Any]) -> None:
+    for name, sampler in SAMPLERS.items():
+        samplers.setdefault(name, sampler)
+        converters.setdefault(name, convert_safe_params)
+
+
+def _patch_experiment_manager(cls: type) -> None:
+    original = cls.__init__  # type: ignore[misc]
+    if getattr(original, _PATCHED_MARK, False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        if arguments.get("config") is None:
+            config = default_config(str(arguments["algo"]), str(arguments["env_id"]), getattr(self, "config", None))
+            if config is not None:
+                self.config = str(config)
+
+    setattr(__init__, _PATCHED_MARK, True)
+    cls.__init__ = __init__  # type: ignore[misc]
+
+
+def patch_rl_zoo_module(module: ModuleType) -> None:
+    """Add this package to one of RL Zoo's modules right after it was imported (idempotent).
+
+    :param module: ``rl_zoo3.utils`` (algorithms), ``rl_zoo3.hyperparams_opt`` (samplers) or ``rl_zoo3.exp_manager``
+        (default hyperparameter files); any other module is left alone.
+    """
+    name = module.__name__
+    if name == "rl_zoo3.utils":
+        _register_algos(module.ALGOS)
+    elif name == "rl_zoo3.hyperparams_opt":
+        _register_samplers(module.HYPERPARAMS_SAMPLER, module.HYPERPARAMS_CONVERTER)
+    elif name == "rl_zoo3.exp_manager":
+        _patch_experiment_manager(module.ExperimentManager)
+
+
+def register_with_rl_zoo() -> None:
+    """Register with RL Zoo explicitly (the start-up hook does this by itself; idempotent).
+
+    Needed only when the hook is switched off. It must run before RL Zoo builds its command-line parser.
+    """
+    import rl_zoo3.exp_manager
+    import rl_zoo3.hyperparams_opt
+    import rl_zoo3.utils
+
+    for module in (rl_zoo3.utils, rl_zoo3.hyperparams_opt, rl_zoo3.exp_manager):
+        patch_rl_zoo_module(module)
