@@ -20,9 +20,17 @@ from sb3_metasaclag.zoo import ZOO_ALGOS
 
 REPO = Path(__file__).resolve().parents[1]
 COST_METRICS = {"rollout/ep_cost_mean", "rollout/violation_rate", "train/nu", "train/safety_critic_loss"}
-PAPER_ENV_IDS = ["SafetyCarCircle2Gymnasium-v0", "SafetyHumanoidVelocityGymnasium-v1"]
 # Table 1 of the paper: (epsilon of the fixed-threshold baselines, initial nu of Meta SAC-Lag / SACv2-Lag, nu of RCPO-*)
-TABLE_1 = {"SafetyCarCircle2Gymnasium-v0": (0.5, 100.0, 1.0), "SafetyHumanoidVelocityGymnasium-v1": (0.4, 10.0, 10.0)}
+TABLE_1 = {
+    "SafetyCarCircle2Gymnasium-v0": (0.5, 100.0, 1.0),
+    "SafetyHumanoidVelocityGymnasium-v1": (0.4, 10.0, 10.0),
+    "SafeHumanoidVelocity-v1": (0.4, 10.0, 10.0),
+    "SafeDrawerClose-v0": (0.6, 10.0, 10.0),
+    "SafeFetchPushTopple-v0": (0.5, 1000.0, 10.0),
+    "SafeEggManipulate-v0": (0.5, 100.0, 1.0),
+}
+PAPER_ENV_IDS = list(TABLE_1)
+DICT_OBSERVATIONS = {"SafeFetchPushTopple-v0", "SafeEggManipulate-v0"}
 
 
 def run(args, cwd=None, env=None, timeout=600, python=sys.executable):
@@ -119,7 +127,7 @@ def test_hyperparams_cover_the_environments_and_build_models(algo):
     cls = ZOO_ALGOS.get(algo, SAC)
     for env_id, params in hyperparams.items():
         params = dict(params)
-        assert params.pop("policy") == "MlpPolicy"
+        assert params.pop("policy") == ("MultiInputPolicy" if env_id in DICT_OBSERVATIONS else "MlpPolicy")
         assert params.pop("n_timesteps") > 0
         if env_id in PAPER_ENV_IDS:
             # Hard constraints (paper Sec. 5.1): the zoo wraps the Safety-Gymnasium task.

@@ -1,13 +1,39 @@
-"""Built-in safe environments (pure numpy, no MuJoCo), registered with gymnasium on import of the package."""
+"""Safe environments, registered with gymnasium on import of the package.
+
+``SafeBandit-v0`` and ``SafeNavigation2D-v0`` are pure numpy. The paper's robotics tasks (``SafeHumanoidVelocity-v1``,
+``SafeDrawerClose-v0``, ``SafeFetchPushTopple-v0``, ``SafeEggManipulate-v0``) need MuJoCo, gymnasium-robotics or
+Safety-Gymnasium; their modules are imported only when such an environment is made.
+"""
 
 from sb3_metasaclag.common.envs.bandit import SafeBanditEnv
 from sb3_metasaclag.common.envs.navigation import SafeNavigation2DEnv, scripted_safe_policy
 
-__all__ = ["SafeBanditEnv", "SafeNavigation2DEnv", "register_envs", "scripted_safe_policy"]
+__all__ = [
+    "BUILTIN_ENV_IDS",
+    "ROBOTICS_ENV_IDS",
+    "SafeBanditEnv",
+    "SafeNavigation2DEnv",
+    "register_envs",
+    "scripted_safe_policy",
+]
+
+#: Pure-numpy environments.
+BUILTIN_ENV_IDS = ("SafeBandit-v0", "SafeNavigation2D-v0")
+#: The paper's robotics tasks: (id, entry point, extra registration arguments). The goal-conditioned tasks truncate by
+#: themselves and are made without gymnasium's wrappers, which do not forward ``compute_reward`` (see
+#: ``mujoco_assets.check_episode_steps``); ``SafeHumanoidVelocity-v1`` has Safety-Gymnasium's 1000-step limit inside.
+_GOAL_ENV = {"order_enforce": False, "disable_env_checker": True}
+_ROBOTICS: tuple[tuple[str, str, dict], ...] = (
+    ("SafeHumanoidVelocity-v1", "sb3_metasaclag.common.envs.humanoid:make_safe_humanoid_velocity", {}),
+    ("SafeDrawerClose-v0", "sb3_metasaclag.common.envs.drawer_close:SafeDrawerCloseEnv", {"max_episode_steps": 300}),
+    ("SafeFetchPushTopple-v0", "sb3_metasaclag.common.envs.fetch_push_topple:SafeFetchPushToppleEnv", _GOAL_ENV),
+    ("SafeEggManipulate-v0", "sb3_metasaclag.common.envs.egg_manipulate:SafeEggManipulateEnv", _GOAL_ENV),
+)
+ROBOTICS_ENV_IDS = tuple(env_id for env_id, _, _ in _ROBOTICS)
 
 
 def register_envs() -> None:
-    """Register ``SafeBandit-v0`` and ``SafeNavigation2D-v0`` with gymnasium (idempotent)."""
+    """Register the built-in environments and the robotics tasks with gymnasium (idempotent)."""
     import gymnasium as gym
 
     if "SafeBandit-v0" not in gym.registry:
@@ -18,3 +44,6 @@ def register_envs() -> None:
             entry_point="sb3_metasaclag.common.envs.navigation:SafeNavigation2DEnv",
             max_episode_steps=200,
         )
+    for env_id, entry_point, registration in _ROBOTICS:
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point, **registration)

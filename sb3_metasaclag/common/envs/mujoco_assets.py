@@ -1,0 +1,58 @@
+"""Helpers for the MuJoCo tasks built on Gymnasium-Robotics' model files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def robotics_assets_dir() -> Path:
+    """Directory of the MuJoCo assets that gymnasium-robotics ships (meshes, textures, robot descriptions)."""
+    try:
+        import gymnasium_robotics
+    except ImportError as error:  # pragma: no cover - depends on the installation
+        import gymnasium as gym
+
+        raise gym.error.DependencyNotInstalled(
+            "This task uses the robot models of gymnasium-robotics: pip install 'sb3-metasaclag[robotics]'"
+        ) from error
+    return Path(gymnasium_robotics.__file__).resolve().parent / "envs" / "assets"
+
+
+def write_model(name: str, xml: str) -> str:
+    """Write a generated MJCF model to a per-user cache directory and return its absolute path.
+
+    Gymnasium-Robotics' environments load their model from a file path; the generated models refer to its assets by
+    absolute paths, so they are written once per content (the file name carries a hash, and the write is atomic).
+    """
+    digest = hashlib.sha1(xml.encode()).hexdigest()[:16]
+    directory = Path(tempfile.gettempdir()) / f"sb3_metasaclag_models_{os.getuid() if hasattr(os, 'getuid') else 0}"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}_{digest}.xml"
+    if not path.is_file():
+        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".xml")
+        with os.fdopen(handle, "w") as file:
+            file.write(xml)
+        os.replace(temporary, path)
+    return str(path)
+
+
+def tilt_angle(rotation_matrix: np.ndarray) -> float:
+    """Angle in radians between a body's local z axis and the world's z axis (``arccos(R_zz)``)."""
+    return float(np.arccos(np.clip(np.asarray(rotation_matrix).reshape(3, 3)[2, 2], -1.0, 1.0)))
+
+
+def check_episode_steps(max_episode_steps: int) -> int:
+    """Validate the episode length of a goal-conditioned task.
+
+    The goal-conditioned tasks (Dict observations with ``compute_reward``) count their steps and truncate by themselves,
+    and are registered without gymnasium's ``TimeLimit``/``OrderEnforcing``/checker wrappers: gymnasium 1.x wrappers do
+    not forward ``compute_reward``, which SB3's ``check_env`` and ``HerReplayBuffer`` call on the environment.
+    """
+    if int(max_episode_steps) != max_episode_steps or max_episode_steps < 1:
+        raise ValueError(f"max_episode_steps must be a positive integer, got {max_episode_steps!r}")
+    return int(max_episode_steps)
