@@ -29,7 +29,7 @@ TABLE_1 = {
     "SafeFetchPushTopple-v0": (0.5, 1000.0, 10.0),
     "SafeEggManipulate-v0": (0.5, 100.0, 1.0),
 }
-PAPER_ENV_IDS = list(TABLE_1)
+PAPER_ENV_IDS = [*TABLE_1, "SafePourCoffee-v0"]  # Pour Coffee is not in Table 1
 DICT_OBSERVATIONS = {"SafeFetchPushTopple-v0", "SafeEggManipulate-v0"}
 
 
@@ -141,7 +141,7 @@ def test_hyperparams_cover_the_environments_and_build_models(algo):
                 assert float(getattr(model, name).detach()) == pytest.approx(value), (env_id, name)
 
 
-@pytest.mark.parametrize("env_id", PAPER_ENV_IDS)
+@pytest.mark.parametrize("env_id", list(TABLE_1))
 def test_hyperparams_follow_table_1(env_id):
     epsilon, nu_lagrangian, nu_rcpo = TABLE_1[env_id]
     assert "epsilon" not in load_hyperparams("metasaclag")[env_id]  # learned, starts at the default 1.0

@@ -1,8 +1,8 @@
 """Safe environments, registered with gymnasium on import of the package.
 
 ``SafeBandit-v0`` and ``SafeNavigation2D-v0`` are pure numpy. The paper's robotics tasks (``SafeHumanoidVelocity-v1``,
-``SafeDrawerClose-v0``, ``SafeFetchPushTopple-v0``, ``SafeEggManipulate-v0``) need MuJoCo, gymnasium-robotics or
-Safety-Gymnasium; their modules are imported only when such an environment is made.
+``SafeDrawerClose-v0``, ``SafeFetchPushTopple-v0``, ``SafeEggManipulate-v0``, ``SafePourCoffee-v0``) need MuJoCo,
+gymnasium-robotics, Safety-Gymnasium or PyBullet; their modules are imported only when such an environment is made.
 """
 
 from sb3_metasaclag.common.envs.bandit import SafeBanditEnv
@@ -28,6 +28,8 @@ _ROBOTICS: tuple[tuple[str, str, dict], ...] = (
     ("SafeDrawerClose-v0", "sb3_metasaclag.common.envs.drawer_close:SafeDrawerCloseEnv", {"max_episode_steps": 300}),
     ("SafeFetchPushTopple-v0", "sb3_metasaclag.common.envs.fetch_push_topple:SafeFetchPushToppleEnv", _GOAL_ENV),
     ("SafeEggManipulate-v0", "sb3_metasaclag.common.envs.egg_manipulate:SafeEggManipulateEnv", _GOAL_ENV),
+    # PyBullet; truncates by itself after max_episode_steps (200 by default).
+    ("SafePourCoffee-v0", "sb3_metasaclag.common.envs.pour_coffee:SafePourCoffeeEnv", {}),
 )
 ROBOTICS_ENV_IDS = tuple(env_id for env_id, _, _ in _ROBOTICS)
 
