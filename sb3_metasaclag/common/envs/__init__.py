@@ -21,7 +21,7 @@ __all__ = [
 BUILTIN_ENV_IDS = ("SafeBandit-v0", "SafeNavigation2D-v0")
 #: The paper's robotics tasks: (id, entry point, extra registration arguments). The goal-conditioned tasks truncate by
 #: themselves and are made without gymnasium's wrappers, which do not forward ``compute_reward`` (see
-#: ``mujoco_assets.check_episode_steps``); ``SafeHumanoidVelocity-v1`` has Safety-Gymnasium's 1000-step limit inside.
+#: ``helpers.check_episode_steps``); ``SafeHumanoidVelocity-v1`` has Safety-Gymnasium's 1000-step limit inside.
 _GOAL_ENV = {"order_enforce": False, "disable_env_checker": True}
 _ROBOTICS: tuple[tuple[str, str, dict], ...] = (
     ("SafeHumanoidVelocity-v1", "sb3_metasaclag.common.envs.humanoid:make_safe_humanoid_velocity", {}),

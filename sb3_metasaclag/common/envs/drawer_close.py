@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sb3_metasaclag.common.envs.mujoco_assets import robotics_assets_dir, write_model
+from sb3_metasaclag.common.envs.helpers import robotics_assets_dir, validated_action, write_model
 
 #: The red floor region (world x range, y range) the base must stay out of, as in the Isaac Gym task.
 HAZARD_X = (-0.2, 0.3)
@@ -214,12 +214,7 @@ class SafeDrawerCloseEnv(gym.Env):
         self.data.ctrl[self._finger_ctrl] = 0.0
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (10,):
-            raise ValueError(f"SafeDrawerClose-v0 expects an action of shape (10,), got {action.shape}")
-        if not np.all(np.isfinite(action)):
-            raise ValueError(f"SafeDrawerClose-v0 got a non-finite action: {action}")
-        action = np.clip(action, -1.0, 1.0)
+        action = validated_action(action, 10, "SafeDrawerClose-v0")
         # Targets accumulate the changes, kept within a band around the current state so that they cannot run away from
         # a blocked base or arm (position control then holds the pose when the action is zero).
         base, arm = self.base_pose, self.data.qpos[self._arm_qpos]

@@ -9,8 +9,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sb3_metasaclag.common.envs.helpers import validated_action, write_model
 from sb3_metasaclag.common.envs.kinova_gen3 import HOME_DEG, JOINTS, gen3_urdf
-from sb3_metasaclag.common.envs.mujoco_assets import write_model
 
 GRAVITY = 9.81
 #: The mug: a cylinder of this radius and height (m), held by the gripper with its axis vertical at home.
@@ -321,12 +321,7 @@ class SafePourCoffeeEnv(gym.Env):
         return (fraction, 0.0) if over_target else (0.0, fraction)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (4,):
-            raise ValueError(f"SafePourCoffee-v0 expects an action of shape (4,), got {action.shape}")
-        if not np.all(np.isfinite(action)):
-            raise ValueError(f"SafePourCoffee-v0 got a non-finite action: {action}")
-        action = np.clip(action, -1.0, 1.0)
+        action = validated_action(action, 4, "SafePourCoffee-v0")
         p, client = self._p, self._client
         qdot = self._joint_velocities(action)
         p.setJointMotorControlArray(

@@ -1,4 +1,4 @@
-"""Helpers for the MuJoCo tasks built on Gymnasium-Robotics' model files."""
+"""Helpers shared by the robotics tasks: generated model files, Gymnasium-Robotics assets, action checks."""
 
 from __future__ import annotations
 
@@ -56,3 +56,13 @@ def check_episode_steps(max_episode_steps: int) -> int:
     if int(max_episode_steps) != max_episode_steps or max_episode_steps < 1:
         raise ValueError(f"max_episode_steps must be a positive integer, got {max_episode_steps!r}")
     return int(max_episode_steps)
+
+
+def validated_action(action: np.ndarray, size: int, env_id: str) -> np.ndarray:
+    """``action`` as a float64 array of shape ``(size,)`` clipped to [-1, 1]; a clear error for a wrong shape or NaN/inf."""
+    action = np.asarray(action, dtype=np.float64)
+    if action.shape != (size,):
+        raise ValueError(f"{env_id} expects an action of shape ({size},), got {action.shape}")
+    if not np.all(np.isfinite(action)):
+        raise ValueError(f"{env_id} got a non-finite action: {action}")
+    return np.clip(action, -1.0, 1.0)
