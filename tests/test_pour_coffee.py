@@ -95,6 +95,16 @@ def test_driving_into_the_table_collides():
     assert not infos[0]["collision"]  # contacts of the arm's own links in the home pose are ignored
 
 
+def test_self_collision_is_a_violation():
+    env = SafePourCoffeeEnv()
+    env.reset(seed=0)
+    folded = np.deg2rad(HOME_DEG)
+    folded[[1, 3, 5]] = (-2.3, -2.6, -1.1)  # shoulder and elbow folded: the mug meets the shoulder
+    env._set_arm(folded)
+    info = env.step(np.zeros(4, dtype=np.float32))[-1]
+    assert info["collision"] and info["cost"] == 1.0 and not info["spilled"]
+
+
 def test_table_2_settings_change_reward_and_cost():
     def jerky(step, obs):
         return [1.0 if step % 2 == 0 else -1.0, 0.0, 0.0, 0.0]

@@ -101,8 +101,9 @@ class SafePourCoffeeEnv(gym.Env):
       if ``d > 5 cm``, else ``-|phi - phi_goal| + 10``; ``r1 = -2, r2 = -0.05, r3 = -1``. ``setting`` (Table 2) selects
       which of the three terms are on.
     - **Cost**: ``info["cost"] = 1.0`` on a step with a counted violation, else 0.0. Violations: a **collision** - a
-      contact with positive normal force between the robot (with gripper and mug) and the table or the target cup, or
-      between two robot links that do not touch in the home pose - and **spillage**: coffee that leaves the mug
+      contact with positive normal force, at any physics substep, between the robot (with gripper and mug) and the
+      table or the target cup, or between two robot links that are not directly connected and do not touch in the
+      home pose - and **spillage**: coffee that leaves the mug
       anywhere but into the target cup. ``setting`` selects which violations count; ``info["collision"]`` and
       ``info["spilled"]`` always report both.
     - **Coffee**: an analytic liquid model. The coffee's surface stays perpendicular to the effective gravity
@@ -162,7 +163,9 @@ class SafePourCoffeeEnv(gym.Env):
         p, client = self._p, self._client
         p.setGravity(0, 0, -GRAVITY, physicsClientId=client)
         p.setTimeStep(1.0 / SIM_HZ, physicsClientId=client)
-        flags = p.URDF_USE_SELF_COLLISION | p.URDF_USE_SELF_COLLISION_EXCLUDE_ALL_PARENTS
+        # Self-collision between all links but directly connected ones (excluding all ancestors would exclude every
+        # pair of a serial arm).
+        flags = p.URDF_USE_SELF_COLLISION | p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT
         self.robot = p.loadURDF(
             write_model("kinova_gen3_mug", gen3_urdf(_tool_urdf())),
             useFixedBase=True,
@@ -193,12 +196,14 @@ class SafePourCoffeeEnv(gym.Env):
         for joint in range(p.getNumJoints(self.robot, physicsClientId=client)):
             p.changeDynamics(self.robot, joint, linearDamping=0.0, angularDamping=0.0, physicsClientId=client)
 
-        # Link pairs that touch by construction (in the home pose) are not collisions.
+        # Link pairs that touch by construction (in the home pose, e.g. a wrist and the gripper block) do not collide.
         self._set_arm(self._home)
         p.performCollisionDetection(physicsClientId=client)
         self._ignored_pairs = {
             tuple(sorted((c[3], c[4]))) for c in p.getContactPoints(self.robot, self.robot, physicsClientId=client)
         }
+        for link_a, link_b in self._ignored_pairs:
+            p.setCollisionFilterPair(self.robot, self.robot, link_a, link_b, 0, physicsClientId=client)
 
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(15,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
@@ -332,8 +337,10 @@ class SafePourCoffeeEnv(gym.Env):
             forces=list(self._max_force),
             physicsClientId=client,
         )
+        collision = False
         for _ in range(SUBSTEPS):
             p.stepSimulation(physicsClientId=client)
+            collision = collision or self._collision()  # checked at every substep: contacts can be brief
         self._steps += 1
 
         position, rotation, velocity = self._cup_state()
@@ -347,7 +354,6 @@ class SafePourCoffeeEnv(gym.Env):
         poured, spilled = self._update_coffee(position, rotation, acceleration)
         self.poured += poured
         self.spilled_total += spilled
-        collision = self._collision()
         spill = spilled > 0.0
 
         distance = float(np.linalg.norm(position - self._goal))
