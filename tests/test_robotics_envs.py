@@ -218,3 +218,11 @@ def test_meta_sac_lag_learns_on_fetch_push_topple():
     assert model.num_timesteps == 300
     main, safety = model.replay_buffer.main.size(), model.replay_buffer.safety.size()
     assert main + safety == 300 and safety > 0  # random early pushes topple the box: D_s is used
+
+
+def test_missing_robotics_dependencies_give_a_clear_error():
+    from sb3_metasaclag.common.envs.helpers import require_robotics
+
+    require_robotics(None)
+    with pytest.raises(gym.error.DependencyNotInstalled, match=r"sb3-metasaclag\[robotics\].*No module named 'mujoco'"):
+        require_robotics(ImportError("No module named 'mujoco'"))

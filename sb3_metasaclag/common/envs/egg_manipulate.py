@@ -7,13 +7,16 @@ from typing import Any
 import numpy as np
 from gymnasium.utils.ezpickle import EzPickle
 
-from sb3_metasaclag.common.envs.helpers import check_episode_steps
+from sb3_metasaclag.common.envs.helpers import check_episode_steps, require_robotics
 
 try:
     import mujoco
     from gymnasium_robotics.envs.shadow_dexterous_hand.manipulate_egg import MujocoHandEggEnv
-except ImportError:  # pragma: no cover - depends on the installation
+except ImportError as _error:  # pragma: no cover - depends on the installation
+    _IMPORT_ERROR: ImportError | None = _error
     MujocoHandEggEnv = object  # type: ignore[assignment,misc]
+else:
+    _IMPORT_ERROR = None
 
 
 class SafeEggManipulateEnv(MujocoHandEggEnv, EzPickle):
@@ -49,6 +52,7 @@ class SafeEggManipulateEnv(MujocoHandEggEnv, EzPickle):
         max_episode_steps: int = 100,
         **kwargs: Any,
     ) -> None:
+        require_robotics(_IMPORT_ERROR)
         if reward_type not in ("sparse", "dense"):
             raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
         if not max_force > 0:

@@ -7,12 +7,21 @@ from typing import Any
 import numpy as np
 from gymnasium.utils.ezpickle import EzPickle
 
-from sb3_metasaclag.common.envs.helpers import check_episode_steps, robotics_assets_dir, tilt_angle, write_model
+from sb3_metasaclag.common.envs.helpers import (
+    check_episode_steps,
+    require_robotics,
+    robotics_assets_dir,
+    tilt_angle,
+    write_model,
+)
 
 try:
     from gymnasium_robotics.envs.fetch import MujocoFetchEnv
-except ImportError:  # pragma: no cover - depends on the installation
+except ImportError as _error:  # pragma: no cover - depends on the installation
+    _IMPORT_ERROR: ImportError | None = _error
     MujocoFetchEnv = object  # type: ignore[assignment,misc]
+else:
+    _IMPORT_ERROR = None
 
 #: Half-height of the box (m): the box is 5 cm x 5 cm x 11 cm, FetchPush's cube stretched upwards.
 BOX_HALF_HEIGHT = 0.055
@@ -86,6 +95,7 @@ class SafeFetchPushToppleEnv(MujocoFetchEnv, EzPickle):
         max_episode_steps: int = 50,
         **kwargs: Any,
     ) -> None:
+        require_robotics(_IMPORT_ERROR)
         if reward_type not in ("sparse", "dense"):
             raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
         if not 0.0 < max_tilt_deg < 180.0:

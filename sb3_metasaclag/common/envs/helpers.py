@@ -66,3 +66,13 @@ def validated_action(action: np.ndarray, size: int, env_id: str) -> np.ndarray:
     if not np.all(np.isfinite(action)):
         raise ValueError(f"{env_id} got a non-finite action: {action}")
     return np.clip(action, -1.0, 1.0)
+
+
+def require_robotics(import_error: ImportError | None) -> None:
+    """Raise a clear error when gymnasium-robotics or MuJoCo could not be imported (``import_error`` is that error)."""
+    if import_error is not None:
+        import gymnasium as gym
+
+        raise gym.error.DependencyNotInstalled(
+            f"This task needs gymnasium-robotics and mujoco<=3.11: pip install 'sb3-metasaclag[robotics]' ({import_error})"
+        )
