@@ -79,6 +79,25 @@ def test_humanoid_reward_drops_only_the_alive_bonus():
             break
 
 
+def test_humanoid_cost_is_the_speed_limit():
+    env = gym.make("SafeHumanoidVelocity-v1")
+    # Careful: no action, the humanoid slumps slowly until the episode ends - never over the limit.
+    env.reset(seed=0)
+    for _ in range(1000):
+        _, _, terminated, truncated, info = env.step(np.zeros(17, dtype=np.float32))
+        assert info["cost"] == float(np.hypot(info["x_velocity"], info["y_velocity"]) > 1.4149) == 0.0
+        if terminated or truncated:
+            break
+    # Careless: the same humanoid thrown forward at 3 m/s violates on the first step.
+    env.reset(seed=0)
+    mujoco_env = env.unwrapped
+    qvel = mujoco_env.data.qvel.copy()
+    qvel[0] = 3.0
+    mujoco_env.set_state(mujoco_env.data.qpos.copy(), qvel)
+    info = env.step(np.zeros(17, dtype=np.float32))[-1]
+    assert info["x_velocity"] > 1.4149 and info["cost"] == 1.0
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Drawer close: the base must go around the red region
 # ----------------------------------------------------------------------------------------------------------------------
