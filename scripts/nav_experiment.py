@@ -3,9 +3,8 @@
 python scripts/nav_experiment.py NAME [--steps 20000] [--descent] [key=value ...]
 
 ``key=value`` pairs are MetaSACLag arguments (numbers or strings), e.g. ``alpha_learning_rate=0.0003``
-``epsilon_objective=nonlinear``. ``--descent`` flips the epsilon optimiser to descent on its objective;
-``--violating-half`` evaluates Eq. 14 on a batch drawn half from ``D`` and half from ``D_s`` instead of from ``D``
-(experiments, not supported options). Networks are [64, 64], one torch thread; each line printed is JSON.
+``epsilon_objective=nonlinear``, ``epsilon_batch=mixed``. ``--descent`` flips the epsilon optimiser to descent on its
+objective (an experiment, not a supported option). Networks are [64, 64], one torch thread; each line printed is JSON.
 """
 
 from __future__ import annotations
@@ -27,29 +26,6 @@ def parse_value(text: str) -> float | str:
         return text
 
 
-def use_violating_half(model: MetaSACLag) -> None:
-    """Make the batch of the epsilon step (the only ``replay_buffer.sample`` call in ``_train_actor``) half from D_s."""
-    buffer = model.replay_buffer
-    original_sample, original_train_actor = buffer.sample, model._train_actor
-
-    def mixed_sample(batch_size: int, env: object = None) -> object:
-        main = original_sample(batch_size - batch_size // 2, env=env)
-        if buffer.safety.size() == 0:
-            return original_sample(batch_size, env=env)
-        rows = buffer.safety.sample_indices(batch_size // 2)
-        violating = buffer._get_samples_from(buffer.safety, rows, env)
-        return main._replace(observations=th.cat([main.observations, violating.observations]))
-
-    def train_actor(replay_data: object) -> object:
-        buffer.sample = mixed_sample
-        try:
-            return original_train_actor(replay_data)
-        finally:
-            buffer.sample = original_sample
-
-    model._train_actor = train_actor
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
@@ -57,7 +33,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--descent", action="store_true")
-    parser.add_argument("--violating-half", action="store_true")
     args = parser.parse_intermixed_args()
     th.set_num_threads(1)
     kwargs = {key: parse_value(value) for key, value in (pair.split("=", 1) for pair in args.kwargs)}
@@ -65,8 +40,6 @@ def main() -> None:
     if args.descent:
         for group in model.epsilon_optimizer.param_groups:
             group["maximize"] = False
-    if args.violating_half:
-        use_violating_half(model)
     start = time.time()
     for _ in range(args.steps // 5000):
         model.learn(5000, reset_num_timesteps=False)

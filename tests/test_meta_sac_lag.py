@@ -9,7 +9,7 @@ from helpers import MarkedEnv
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 
-from sb3_metasaclag import MetaSACLag
+from sb3_metasaclag import MetaSACLag, RCPOMetaSAC
 
 SMALL = dict(
     learning_starts=50, batch_size=32, n_initial_states=8, initial_state_batch_size=8, policy_kwargs=dict(net_arch=[16])
@@ -143,6 +143,7 @@ def test_env_without_cost_fails_at_first_step_with_advice():
         (dict(alpha=float("nan")), "alpha must lie in"),
         (dict(nu_learning_rate=0.0), "nu_learning_rate must lie in"),
         (dict(epsilon_objective="quadratic"), "epsilon_objective must be one of"),
+        (dict(epsilon_batch="violations"), "epsilon_batch must be 'main' or 'mixed'"),
         (dict(meta_gradient_method="magic"), "meta_gradient_method"),
         (dict(rmsprop_kwargs=dict(centered=True)), "non-centered RMSProp"),
         (dict(violation_threshold=-0.1), "violation_threshold must lie in"),
@@ -171,3 +172,24 @@ def test_ablations_freeze_their_value(frozen):
         frozen_optimizer, other_optimizer = other_optimizer, frozen_optimizer
     assert not frozen_optimizer.state, "the frozen value's optimizer never stepped"
     assert _step_count(other_optimizer) == model._n_updates > 0
+
+
+def test_mixed_epsilon_batch_draws_half_from_the_safety_buffer(tmp_path):
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", epsilon_batch="mixed", seed=0, **SMALL)
+    buffer = model.replay_buffer
+    calls = []
+    original = buffer.sample_balanced
+
+    def spy(batch_size, env=None):
+        batch = original(batch_size, env=env)
+        calls.append(batch.violations.mean().item())
+        return batch
+
+    buffer.sample_balanced = spy
+    model.learn(200)
+    assert len(calls) == model._n_updates > 0
+    assert buffer.safety.size() > 0 and calls[-1] == pytest.approx(0.5, abs=1 / model.batch_size)
+    model.save(tmp_path / "model")
+    assert MetaSACLag.load(tmp_path / "model").epsilon_batch == "mixed"
+    with pytest.raises(TypeError, match="epsilon_batch"):
+        RCPOMetaSAC("MlpPolicy", "SafeBandit-v0", epsilon_batch="mixed")

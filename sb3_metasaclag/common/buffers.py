@@ -243,6 +243,18 @@ class ConstraintReplayBuffer(BaseBuffer):
         merged = tuple(_concatenate(a, b) for a, b in zip(main, safety))
         return self._to_samples(merged, env)
 
+    def sample_balanced(self, batch_size: int, env: VecNormalize | None = None) -> ConstraintReplayBufferSamples:
+        """A batch drawn half from ``D`` and half from ``D_s`` (all from ``D`` while ``D_s`` is empty).
+
+        Used by ``MetaSACLag(epsilon_batch="mixed")`` for the ``epsilon`` objective.
+        """
+        if self.main.size() == 0:
+            raise RuntimeError("The main buffer D is empty: no non-violating transition has been collected yet.")
+        n_violating = batch_size // 2 if self.safety.size() > 0 else 0
+        main = self._numpy_batch(self.main, self.main.sample_indices(batch_size - n_violating))
+        safety = self._numpy_batch(self.safety, self.safety.sample_indices(n_violating))
+        return self._to_samples(tuple(_concatenate(a, b) for a, b in zip(main, safety)), env)
+
     def sample_initial_states(self, batch_size: int, env: VecNormalize | None = None) -> th.Tensor | TensorDict:
         """A batch of observations from ``D_0``."""
         if self.initial_states.size() == 0:

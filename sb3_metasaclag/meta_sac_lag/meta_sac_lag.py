@@ -107,6 +107,9 @@ class MetaSACLag(SafeSACBase):
     :param epsilon_max: Upper bound of ``epsilon``; ``Qc`` is a discounted probability, hence 1.
     :param epsilon_learning_rate: RMSProp learning rate ``beta_epsilon`` of ``epsilon``.
     :param epsilon_objective: ``"linear"`` (Eq. 14) or ``"nonlinear"`` (Eq. 16, the paper's ``J_nl`` variant).
+    :param epsilon_batch: States of the ``epsilon`` objective: ``"main"``, a batch of ``D`` (Algorithm 1, line 17, the
+        default), or ``"mixed"``, half from ``D`` and half from the violating transitions ``D_s`` (not in the paper: an
+        experimental option; on ``SafeNavigation2D-v0`` it avoided the over-constraint of ``"main"``, see the README).
     :param alpha: Initial entropy temperature ``alpha`` in ``(0, 1]`` (paper: 1).
     :param alpha_learning_rate: Adam learning rate ``beta_alpha`` of ``log alpha``.
     :param alpha_max_grad_norm: Gradient-norm clipping of the ``log alpha`` meta-gradient (None: no clipping).
@@ -154,6 +157,7 @@ class MetaSACLag(SafeSACBase):
         epsilon_max: float = 1.0,
         epsilon_learning_rate: float = 1e-2,
         epsilon_objective: Literal["linear", "nonlinear"] = "linear",
+        epsilon_batch: Literal["main", "mixed"] = "main",
         alpha: float = 1.0,
         alpha_learning_rate: float = 3e-3,
         alpha_max_grad_norm: float | None = 0.05,
@@ -175,6 +179,9 @@ class MetaSACLag(SafeSACBase):
     ) -> None:
         if epsilon_objective not in EPSILON_OBJECTIVES:
             raise ValueError(f"epsilon_objective must be one of {EPSILON_OBJECTIVES}, got {epsilon_objective!r}")
+        if epsilon_batch not in ("main", "mixed"):
+            raise ValueError(f"epsilon_batch must be 'main' or 'mixed', got {epsilon_batch!r}")
+        self.epsilon_batch = epsilon_batch
         check_range("alpha", alpha, 0.0, 1.0, low_open=True)
         check_range("epsilon_learning_rate", epsilon_learning_rate, 0.0, math.inf, low_open=True)
         check_range("alpha_learning_rate", alpha_learning_rate, 0.0, math.inf, low_open=True)
@@ -364,7 +371,8 @@ class MetaSACLag(SafeSACBase):
         return MetaStep(inner, j_eps, grad_epsilon, epsilon_next, epsilon_state, j_alpha, grad_alpha)
 
     def _train_actor(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
-        validation = self.replay_buffer.sample(self.batch_size, env=self._vec_normalize_env) if self.learn_epsilon else None
+        sample = self.replay_buffer.sample_balanced if self.epsilon_batch == "mixed" else self.replay_buffer.sample
+        validation = sample(self.batch_size, env=self._vec_normalize_env) if self.learn_epsilon else None
         initial = (
             self.replay_buffer.sample_initial_states(self.initial_state_batch_size, env=self._vec_normalize_env)
             if self.learn_alpha

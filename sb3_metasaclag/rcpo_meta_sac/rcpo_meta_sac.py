@@ -26,7 +26,7 @@ class RCPOMetaSAC(MetaSACLag):
     penalised_value = staticmethod(rcpo_penalised_value)  # type: ignore[assignment]
 
     def __init__(self, policy: Any, env: Any, epsilon: float = 0.5, **kwargs: Any) -> None:
-        for name in ("learn_epsilon", "epsilon_objective", "epsilon_learning_rate"):
+        for name in ("learn_epsilon", "epsilon_objective", "epsilon_learning_rate", "epsilon_batch"):
             if name in kwargs:
                 raise TypeError(f"RCPOMetaSAC keeps epsilon fixed: it takes no {name!r}")
         super().__init__(policy, env, epsilon=epsilon, learn_epsilon=False, **kwargs)
