@@ -76,7 +76,7 @@ def forward_kinematics(q: np.ndarray) -> np.ndarray:
     return pose @ _transform(*END_EFFECTOR)
 
 
-def _cylinder_along(vector: np.ndarray, radius: float) -> tuple[str, float]:
+def _cylinder_along(vector: np.ndarray) -> tuple[str, float]:
     """Origin and length of a cylinder from the link origin to ``vector`` (mostly along one axis of the link frame)."""
     length = float(np.linalg.norm(vector))
     axis = int(np.argmax(np.abs(vector)))
@@ -87,7 +87,7 @@ def _cylinder_along(vector: np.ndarray, radius: float) -> tuple[str, float]:
 
 
 def _link(name: str, mass: float, vector: np.ndarray, radius: float, rgba: str) -> str:
-    origin, length = _cylinder_along(vector, radius)
+    origin, length = _cylinder_along(vector)
     ixx = mass * (3 * radius**2 + length**2) / 12
     izz = mass * radius**2 / 2
     shape = f'<geometry><cylinder radius="{radius}" length="{length:.6f}"/></geometry>'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -250,7 +251,6 @@ class SafePourCoffeeEnv(gym.Env):
         self._goal = np.array([*self._target_xy, TARGET_HEIGHT]) + np.array(GOAL_OFFSET)
         start = self._home + self.np_random.uniform(-0.03, 0.03, size=self.n_arm_joints)
         self._set_arm(start)
-        self._phi_target = 0.0
         self.fill = self.initial_fill
         self.poured = 0.0
         self.spilled_total = 0.0
@@ -307,8 +307,9 @@ class SafePourCoffeeEnv(gym.Env):
         if self.fill <= 0.0:
             return 0.0, 0.0
         effective_gravity = np.array([0.0, 0.0, -GRAVITY]) - acceleration
+        down = effective_gravity / max(float(np.linalg.norm(effective_gravity)), 1e-9)
         axis = rotation[:, 2]
-        cosine = float(np.dot(axis, -effective_gravity) / max(np.linalg.norm(effective_gravity), 1e-9))
+        cosine = -float(np.dot(axis, down))
         angle = math.acos(float(np.clip(cosine, -1.0, 1.0)))
         keep = fill_at_angle(angle)
         if self.fill <= keep:
@@ -318,7 +319,6 @@ class SafePourCoffeeEnv(gym.Env):
         self.fill -= outflow
         fraction = outflow / self.initial_fill
         # The coffee leaves at the lowest point of the rim (relative to the effective gravity).
-        down = effective_gravity / max(np.linalg.norm(effective_gravity), 1e-9)
         radial = down - np.dot(down, axis) * axis
         radial = radial / max(np.linalg.norm(radial), 1e-9)
         lip = position + axis * CUP_HEIGHT / 2 + radial * CUP_RADIUS
@@ -395,10 +395,6 @@ class SafePourCoffeeEnv(gym.Env):
             "ee_jerk_max": float(np.max(jerks)),
         }
 
-    @property
-    def goal(self) -> np.ndarray:
-        return self._goal.copy()
-
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
@@ -410,10 +406,8 @@ class SafePourCoffeeEnv(gym.Env):
 
     def close(self) -> None:
         if getattr(self, "_client", None) is not None:
-            try:
+            with contextlib.suppress(self._p.error):  # already disconnected
                 self._p.disconnect(physicsClientId=self._client)
-            except Exception:  # pragma: no cover - already disconnected
-                pass
             self._client = None
 
 
