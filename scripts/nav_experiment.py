@@ -1,10 +1,12 @@
-"""MetaSACLag on SafeNavigation2D-v0 with evaluations every 5,000 steps (the issue-3 experiments in the README).
+"""MetaSACLag on SafeNavigation2D-v0, evaluated every 5,000 steps by default (the issue-3 experiments in the README).
 
-python scripts/nav_experiment.py NAME [--steps 20000] [--descent] [key=value ...]
+python scripts/nav_experiment.py NAME [--steps 20000] [--every 5000] [--seed 0] [--descent] [key=value ...]
 
 ``key=value`` pairs are MetaSACLag arguments (numbers or strings), e.g. ``alpha_learning_rate=0.0003``
-``epsilon_objective=nonlinear``, ``epsilon_batch=mixed``. ``--descent`` flips the epsilon optimiser to descent on its
-objective (an experiment, not a supported option). Networks are [64, 64], one torch thread; each line printed is JSON.
+``epsilon_objective=nonlinear``, ``epsilon_batch=mixed``, ``main_batch=all``, ``learn_alpha=0 alpha=0.05`` (0 reads
+as False). ``--descent`` flips the epsilon optimiser to descent on its objective (an experiment, not a supported
+option). Networks are [64, 64], one torch thread; each line printed is JSON, with
+the share of gradient steps whose meta-gradients of ``epsilon`` and ``alpha`` were negative.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main() -> None:
     parser.add_argument("kwargs", nargs="*", help="MetaSACLag arguments as key=value")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--every", type=int, default=5_000, help="evaluate every this many steps")
     parser.add_argument("--descent", action="store_true")
     args = parser.parse_intermixed_args()
     th.set_num_threads(1)
@@ -40,9 +43,20 @@ def main() -> None:
     if args.descent:
         for group in model.epsilon_optimizer.param_groups:
             group["maximize"] = False
+    signs: dict[str, list[float]] = {"epsilon": [], "alpha": []}
+    meta_gradients = model.meta_gradients
+
+    def recording_meta_gradients(*args, **kwargs):  # type: ignore[no-untyped-def]
+        step = meta_gradients(*args, **kwargs)
+        for key, value in (("epsilon", step.grad_epsilon), ("alpha", step.grad_alpha)):
+            if value is not None:
+                signs[key].append(float(value < 0))
+        return step
+
+    model.meta_gradients = recording_meta_gradients  # type: ignore[method-assign]
     start = time.time()
-    for _ in range(args.steps // 5000):
-        model.learn(5000, reset_num_timesteps=False)
+    for _ in range(args.steps // args.every):
+        model.learn(args.every, reset_num_timesteps=False)
         evaluation = evaluate_safe_policy(model, "SafeNavigation2D-v0", 30)
         record = {
             "name": args.name,
@@ -52,7 +66,11 @@ def main() -> None:
             "nu": round(float(model.nu.detach()), 3),
             "alpha": round(float(model.alpha.detach()), 4),
             **{key: round(float(value), 3) for key, value in evaluation.items()},
+            # Share of the gradient steps of this chunk whose meta-gradient was negative.
+            **{f"{key}_gradient_negative": round(sum(values) / len(values), 3) for key, values in signs.items() if values},
         }
+        for values in signs.values():
+            values.clear()
         print(json.dumps(record), flush=True)
 
 

@@ -80,7 +80,7 @@ def test_timeouts_are_not_terminal_and_samples_carry_costs():
     buffer.add(obs, obs, action, np.ones(2), np.array([True, True]), infos)
     assert buffer.main.dones[:2].tolist() == [0.0, 1.0]
     buffer.add(obs, obs, action, np.ones(2), np.array([False, False]), [{"cost": 2.0}, {"cost": 3.0}])
-    batch = buffer.sample_safety(200)
+    batch = buffer.sample_all(200)
     assert set(batch.costs.flatten().tolist()) == {0.0, 2.0, 3.0}
     assert th.equal(batch.violations, (batch.costs > 0).float())
     assert set(buffer.sample(50).costs.flatten().tolist()) == {0.0}

@@ -9,7 +9,7 @@ from helpers import MarkedEnv
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 
-from sb3_metasaclag import MetaSACLag, RCPOMetaSAC
+from sb3_metasaclag import MetaSACLag, RCPOMetaSAC, SACLag
 
 SMALL = dict(
     learning_starts=50, batch_size=32, n_initial_states=8, initial_state_batch_size=8, policy_kwargs=dict(net_arch=[16])
@@ -144,6 +144,7 @@ def test_env_without_cost_fails_at_first_step_with_advice():
         (dict(nu_learning_rate=0.0), "nu_learning_rate must lie in"),
         (dict(epsilon_objective="quadratic"), "epsilon_objective must be one of"),
         (dict(epsilon_batch="violations"), "epsilon_batch must be 'main' or 'mixed'"),
+        (dict(main_batch="safe"), "main_batch must be one of"),
         (dict(meta_gradient_method="magic"), "meta_gradient_method"),
         (dict(rmsprop_kwargs=dict(centered=True)), "non-centered RMSProp"),
         (dict(violation_threshold=-0.1), "violation_threshold must lie in"),
@@ -193,3 +194,36 @@ def test_mixed_epsilon_batch_draws_half_from_the_safety_buffer(tmp_path):
     assert MetaSACLag.load(tmp_path / "model").epsilon_batch == "mixed"
     with pytest.raises(TypeError, match="epsilon_batch"):
         RCPOMetaSAC("MlpPolicy", "SafeBandit-v0", epsilon_batch="mixed")
+
+
+@pytest.mark.parametrize("algorithm, batches_per_update", [(MetaSACLag, 2), (SACLag, 1)])
+@pytest.mark.parametrize("main_batch", ["non_violating", "all"])
+def test_main_batch_decides_whether_violations_reach_the_reward_critics(algorithm, batches_per_update, main_batch, tmp_path):
+    model = algorithm("MlpPolicy", "SafeBandit-v0", main_batch=main_batch, seed=0, **SMALL)
+    violations_per_batch, critic_batches = [], []
+    sample, train_critic = model.sample_main_batch, model._train_critic
+
+    def spy_sample(batch_size):
+        batch = sample(batch_size)
+        violations_per_batch.append(batch.violations.sum().item())
+        return batch
+
+    def spy_critic(data):
+        critic_batches.append(data.violations.sum().item())
+        return train_critic(data)
+
+    model.sample_main_batch, model._train_critic = spy_sample, spy_critic
+    model.learn(300)
+    # Random actions on the bandit violate in about a quarter of the episodes.
+    assert model.replay_buffer.safety.size() > 0
+    # B for the critics and the actor, and B' for MetaSACLag's epsilon step, all come from sample_main_batch.
+    assert len(violations_per_batch) == batches_per_update * model._n_updates > 0
+    assert len(critic_batches) == model._n_updates
+    if main_batch == "all":
+        assert sum(critic_batches) > 0
+        # MetaSACLag's B' holds violating transitions as well.
+        assert (sum(violations_per_batch) > sum(critic_batches)) == (batches_per_update == 2)
+    else:
+        assert sum(violations_per_batch) == 0
+    model.save(tmp_path / "model")
+    assert algorithm.load(tmp_path / "model").main_batch == main_batch

@@ -231,8 +231,9 @@ class ConstraintReplayBuffer(BaseBuffer):
             raise RuntimeError("The main buffer D is empty: no non-violating transition has been collected yet.")
         return self._get_samples_from(self.main, self.main.sample_indices(batch_size), env)
 
-    def sample_safety(self, batch_size: int, env: VecNormalize | None = None) -> ConstraintReplayBufferSamples:
-        """A batch drawn uniformly from ``D u D_s`` (all transitions): for the safety critics."""
+    def sample_all(self, batch_size: int, env: VecNormalize | None = None) -> ConstraintReplayBufferSamples:
+        """A batch drawn uniformly from ``D u D_s`` (every transition): for the safety critics, and for the reward
+        critics and the actor of an algorithm with ``main_batch="all"``."""
         n_main, n_safety = self.main.size(), self.safety.size()
         if n_main + n_safety == 0:
             raise RuntimeError("The replay buffer is empty.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import deque
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch as th
@@ -38,6 +38,8 @@ __all__ = ["SafeSACBase"]
 
 SelfSafeSACBase = TypeVar("SelfSafeSACBase", bound="SafeSACBase")
 
+MAIN_BATCHES = ("non_violating", "all")
+
 
 def check_range(name: str, value: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
     """Raise a ValueError that names the expected interval unless ``value`` lies in it (NaN never does)."""
@@ -58,6 +60,11 @@ class SafeSACBase(OffPolicyAlgorithm):
     :param nu_learning_rate: RMSProp learning rate of ``nu``.
     :param epsilon: (Initial) safety threshold ``epsilon`` on ``E[Qc]``.
     :param epsilon_max: Upper bound of ``epsilon`` (``Qc`` is a discounted probability, so 1 by default).
+    :param main_batch: Transitions of the batch ``B`` (reward critics, ``nu`` and the actor) and of ``B'``:
+        ``"non_violating"`` draws from ``D`` only (Algorithm 1, lines 7-10: ``D`` holds the transitions with
+        ``c = 0``); ``"all"`` draws uniformly from every transition, ``D u D_s`` (Appendix B: "the main replay buffer
+        D stores all the transitions"), so that the reward critics see the episodes that end in a violation. Each
+        transition is stored once either way.
     :param violation_threshold: A transition violates the constraint when ``info["cost"]`` exceeds it.
     :param n_initial_states: Reset observations collected into ``D_0`` before learning (then one per episode).
     :param initial_state_batch_size: Batch size drawn from ``D_0``.
@@ -100,6 +107,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         nu_learning_rate: float = 1e-2,
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
+        main_batch: Literal["non_violating", "all"] = "non_violating",
         violation_threshold: float = 0.0,
         n_initial_states: int = 32,
         initial_state_batch_size: int = 256,
@@ -119,6 +127,8 @@ class SafeSACBase(OffPolicyAlgorithm):
         check_range("epsilon_max", epsilon_max, 0.0, math.inf, low_open=True)
         check_range("epsilon", epsilon, 0.0, epsilon_max)
         check_range("violation_threshold", violation_threshold, 0.0, math.inf)
+        if main_batch not in MAIN_BATCHES:
+            raise ValueError(f"main_batch must be one of {MAIN_BATCHES}, got {main_batch!r}")
         check_range("n_initial_states", n_initial_states, 0, math.inf)
         check_range("initial_state_batch_size", initial_state_batch_size, 1, math.inf)
         super().__init__(
@@ -148,6 +158,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         )
         self.target_update_interval = target_update_interval
         self.violation_threshold = float(violation_threshold)
+        self.main_batch = main_batch
         self.gamma_c = float(gamma_c)
         self.initial_nu = float(nu)
         self.nu_learning_rate = float(nu_learning_rate)
@@ -307,8 +318,8 @@ class SafeSACBase(OffPolicyAlgorithm):
             return
         logs: dict[str, list[th.Tensor]] = {}
         for gradient_step in range(gradient_steps):
-            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            safety_data = self.replay_buffer.sample_safety(batch_size, env=self._vec_normalize_env)
+            replay_data = self.sample_main_batch(batch_size)
+            safety_data = self.replay_buffer.sample_all(batch_size, env=self._vec_normalize_env)
             values = {
                 "safety_critic_loss": self._train_safety_critic(safety_data),  # step 1
                 "critic_loss": self._train_critic(replay_data),  # step 2
@@ -329,6 +340,12 @@ class SafeSACBase(OffPolicyAlgorithm):
         self.logger.record("train/nu", self.lagrangian.value)
         self.logger.record("train/epsilon", float(self.epsilon.item()))
 
+    def sample_main_batch(self, batch_size: int) -> ConstraintReplayBufferSamples:
+        """A batch ``B`` (or ``B'``) for the reward critics and the actor: from ``D``, or from every transition."""
+        if self.main_batch == "all":
+            return self.replay_buffer.sample_all(batch_size, env=self._vec_normalize_env)
+        return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+
     def _train_safety_critic(self, data: ConstraintReplayBufferSamples) -> th.Tensor:
         """Step 1: twin safety critics on ``D u D_s``, Eq. 2 target with the ``max`` of the target critics."""
         with th.no_grad():
@@ -344,7 +361,8 @@ class SafeSACBase(OffPolicyAlgorithm):
         return loss
 
     def _train_critic(self, data: ConstraintReplayBufferSamples) -> th.Tensor:
-        """Step 2: twin reward critics on ``D``, SAC's soft target with the ``min`` of the target critics (Eq. 5)."""
+        """Step 2: twin reward critics on ``B`` (see ``main_batch``), SAC's soft target with the ``min`` of the target
+        critics (Eq. 5)."""
         with th.no_grad():
             alpha = self.alpha
             next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)

@@ -110,6 +110,12 @@ class MetaSACLag(SafeSACBase):
     :param epsilon_batch: States of the ``epsilon`` objective: ``"main"``, a batch of ``D`` (Algorithm 1, line 17, the
         default), or ``"mixed"``, half from ``D`` and half from the violating transitions ``D_s`` (not in the paper: an
         experimental option; on ``SafeNavigation2D-v0`` it solved the task safely at 10,000 steps, not after: see the README).
+    :param main_batch: Transitions of the batches ``B`` (reward critics, ``nu``, actor) and ``B'`` (``epsilon``):
+        ``"non_violating"`` (default) draws from ``D``, the non-violating transitions, as Algorithm 1 (lines 7-10)
+        routes them; ``"all"`` draws uniformly from every transition, ``D u D_s``, as Appendix B of the paper describes
+        ``D`` ("stores all the transitions"), so that the reward critics learn that a violation ends the episode. The
+        paper is ambiguous here; the README ("Learning on known answers") has what each choice did on
+        ``SafeNavigation2D-v0``. Storage does not change: ``D`` and ``D_s`` hold each transition once.
     :param alpha: Initial entropy temperature ``alpha`` in ``(0, 1]`` (paper: 1).
     :param alpha_learning_rate: Adam learning rate ``beta_alpha`` of ``log alpha``.
     :param alpha_max_grad_norm: Gradient-norm clipping of the ``log alpha`` meta-gradient (None: no clipping).
@@ -158,6 +164,7 @@ class MetaSACLag(SafeSACBase):
         epsilon_learning_rate: float = 1e-2,
         epsilon_objective: Literal["linear", "nonlinear"] = "linear",
         epsilon_batch: Literal["main", "mixed"] = "main",
+        main_batch: Literal["non_violating", "all"] = "non_violating",
         alpha: float = 1.0,
         alpha_learning_rate: float = 3e-3,
         alpha_max_grad_norm: float | None = 0.05,
@@ -224,6 +231,7 @@ class MetaSACLag(SafeSACBase):
             nu_learning_rate=nu_learning_rate,
             epsilon=epsilon,
             epsilon_max=epsilon_max,
+            main_batch=main_batch,
             violation_threshold=violation_threshold,
             n_initial_states=n_initial_states,
             initial_state_batch_size=initial_state_batch_size,
@@ -371,8 +379,13 @@ class MetaSACLag(SafeSACBase):
         return MetaStep(inner, j_eps, grad_epsilon, epsilon_next, epsilon_state, j_alpha, grad_alpha)
 
     def _train_actor(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
-        sample = self.replay_buffer.sample_balanced if self.epsilon_batch == "mixed" else self.replay_buffer.sample
-        validation = sample(self.batch_size, env=self._vec_normalize_env) if self.learn_epsilon else None
+        validation = None
+        if self.learn_epsilon:
+            validation = (
+                self.replay_buffer.sample_balanced(self.batch_size, env=self._vec_normalize_env)
+                if self.epsilon_batch == "mixed"
+                else self.sample_main_batch(self.batch_size)
+            )
         initial = (
             self.replay_buffer.sample_initial_states(self.initial_state_batch_size, env=self._vec_normalize_env)
             if self.learn_alpha
