@@ -37,11 +37,6 @@ NAVIGATION = dict(policy_kwargs=dict(net_arch=[64, 64]))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="Meta SAC-Lag as specified ends over-constrained on this task (epsilon at 0, nu growing, alpha near 0): "
-    "no violation but no goal after 50,000 steps; evidence in the README, 'Learning on known answers'",
-)
 def test_navigation_reaches_goal_safely_and_compare_with_sac(capsys):
     model = MetaSACLag("MlpPolicy", "SafeNavigation2D-v0", seed=0, **NAVIGATION)
     model.learn(50_000)
@@ -57,9 +52,11 @@ def test_navigation_reaches_goal_safely_and_compare_with_sac(capsys):
 
 @pytest.mark.slow
 def test_navigation_with_alpha_held_and_every_transition_in_the_main_batch(capsys):
-    # The part of Meta SAC-Lag that sets the constraint (nu by Eq. 11, epsilon by Eq. 14) solves the task when the
-    # reward critics learn from every transition (Appendix B's D) and alpha is held at a SAC-like value: the failure of
-    # the test above lies with the alpha meta-objective (README, "Learning on known answers").
+    # Where the test above fails, this ablation passes: with alpha held at a SAC-like value and the reward critics
+    # learning from every transition (Appendix B's D), the agent finds the way around the hazard. Its epsilon and nu
+    # are still learned; by 50,000 steps epsilon has risen to 1 and nu fallen to 0, since entering the hazard ends the
+    # episode and the reward critics see that. With main_batch="non_violating" the same run ends with every episode in
+    # the hazard (README, "Learning on known answers").
     model = MetaSACLag(
         "MlpPolicy", "SafeNavigation2D-v0", main_batch="all", learn_alpha=False, alpha=0.05, seed=0, **NAVIGATION
     )

@@ -61,10 +61,10 @@ class SafeSACBase(OffPolicyAlgorithm):
     :param epsilon: (Initial) safety threshold ``epsilon`` on ``E[Qc]``.
     :param epsilon_max: Upper bound of ``epsilon`` (``Qc`` is a discounted probability, so 1 by default).
     :param main_batch: Transitions of the batch ``B`` (reward critics, ``nu`` and the actor) and of ``B'``:
+        ``"all"`` (default) draws uniformly from every transition, ``D u D_s`` (Appendix B: "the main replay buffer
+        D stores all the transitions"), so that the reward critics see the episodes that end in a violation;
         ``"non_violating"`` draws from ``D`` only (Algorithm 1, lines 7-10: ``D`` holds the transitions with
-        ``c = 0``); ``"all"`` draws uniformly from every transition, ``D u D_s`` (Appendix B: "the main replay buffer
-        D stores all the transitions"), so that the reward critics see the episodes that end in a violation. Each
-        transition is stored once either way.
+        ``c = 0``). Each transition is stored once either way.
     :param violation_threshold: A transition violates the constraint when ``info["cost"]`` exceeds it.
     :param n_initial_states: Reset observations collected into ``D_0`` before learning (then one per episode).
     :param initial_state_batch_size: Batch size drawn from ``D_0``.
@@ -107,7 +107,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         nu_learning_rate: float = 1e-2,
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
-        main_batch: Literal["non_violating", "all"] = "non_violating",
+        main_batch: Literal["non_violating", "all"] = "all",
         violation_threshold: float = 0.0,
         n_initial_states: int = 32,
         initial_state_batch_size: int = 256,

@@ -59,7 +59,8 @@ class MetaSACLag(SafeSACBase):
     SAC with a Lagrangian safety constraint ``E[Qc(s, a)] <= epsilon``. Each gradient step (Algorithm 1, lines 12-20):
 
     1. twin safety critics on ``D u D_s`` (Eq. 2 target, ``max`` of the target critics);
-    2. twin reward critics on a batch ``B`` of ``D`` (SAC target, ``min`` of the target critics);
+    2. twin reward critics on a batch ``B`` of every transition (``main_batch="all"``, Appendix B) or of ``D``
+       (SAC target, ``min`` of the target critics);
     3. inner step of the Lagrange multiplier ``nu' = max(0, nu - RMSProp(dL/dnu))`` (Eq. 11), differentiable in
        ``epsilon``;
     4. inner step of the actor ``phi' = phi - RMSProp(grad_phi(alpha log pi - Qr + nu' Qc))`` (Eq. 11), kept in the
@@ -111,10 +112,10 @@ class MetaSACLag(SafeSACBase):
         default), or ``"mixed"``, half from ``D`` and half from the violating transitions ``D_s`` (not in the paper: an
         experimental option; on ``SafeNavigation2D-v0`` it solved the task safely at 10,000 steps, not after: see the README).
     :param main_batch: Transitions of the batches ``B`` (reward critics, ``nu``, actor) and ``B'`` (``epsilon``):
-        ``"non_violating"`` (default) draws from ``D``, the non-violating transitions, as Algorithm 1 (lines 7-10)
-        routes them; ``"all"`` draws uniformly from every transition, ``D u D_s``, as Appendix B of the paper describes
-        ``D`` ("stores all the transitions"), so that the reward critics learn that a violation ends the episode. The
-        paper is ambiguous here; the README ("Learning on known answers") has what each choice did on
+        ``"all"`` (default) draws uniformly from every transition, ``D u D_s``, as Appendix B of the paper describes
+        ``D`` ("stores all the transitions"), so that the reward critics learn that a violation ends the episode;
+        ``"non_violating"`` draws from the non-violating transitions only, as Algorithm 1 (lines 7-10) routes them.
+        The paper is ambiguous here; the README ("Learning on known answers") has what each choice did on
         ``SafeNavigation2D-v0``. Storage does not change: ``D`` and ``D_s`` hold each transition once.
     :param alpha: Initial entropy temperature ``alpha`` in ``(0, 1]`` (paper: 1).
     :param alpha_learning_rate: Adam learning rate ``beta_alpha`` of ``log alpha``.
@@ -164,7 +165,7 @@ class MetaSACLag(SafeSACBase):
         epsilon_learning_rate: float = 1e-2,
         epsilon_objective: Literal["linear", "nonlinear"] = "linear",
         epsilon_batch: Literal["main", "mixed"] = "main",
-        main_batch: Literal["non_violating", "all"] = "non_violating",
+        main_batch: Literal["non_violating", "all"] = "all",
         alpha: float = 1.0,
         alpha_learning_rate: float = 3e-3,
         alpha_max_grad_norm: float | None = 0.05,
