@@ -108,8 +108,9 @@ class MetaSACLag(SafeSACBase):
     :param epsilon_max: Upper bound of ``epsilon``; ``Qc`` is a discounted probability, hence 1.
     :param epsilon_learning_rate: RMSProp learning rate ``beta_epsilon`` of ``epsilon``.
     :param epsilon_objective: ``"linear"`` (Eq. 14) or ``"nonlinear"`` (Eq. 16, the paper's ``J_nl`` variant).
-    :param epsilon_batch: States of the ``epsilon`` objective: ``"main"``, a batch of ``D`` (Algorithm 1, line 17, the
-        default), or ``"mixed"``, half from ``D`` and half from the violating transitions ``D_s`` (not in the paper: an
+    :param epsilon_batch: States of the ``epsilon`` objective: ``"main"`` (default), a batch ``B'`` drawn like ``B``
+        (Algorithm 1, line 17; see ``main_batch``), or ``"mixed"``, half from the non-violating transitions ``D`` and
+        half from the violating transitions ``D_s`` (not in the paper: an
         experimental option; on ``SafeNavigation2D-v0`` it solved the task safely at 10,000 steps, not after: see the README).
     :param main_batch: Transitions of the batches ``B`` (reward critics, ``nu``, actor) and ``B'`` (``epsilon``):
         ``"all"`` (default) draws uniformly from every transition, ``D u D_s``, as Appendix B of the paper describes
