@@ -36,14 +36,16 @@ def test_sac_lag_bandit_reaches_the_constrained_optimum(seed):
 NAVIGATION = dict(policy_kwargs=dict(net_arch=[64, 64]))
 
 
+def _learn_navigation(model) -> dict[str, float]:
+    """Train for the test budget, then evaluate the deterministic policy on 50 fixed seeds."""
+    model.learn(50_000)
+    return evaluate_safe_policy(model, "SafeNavigation2D-v0", 50)
+
+
 @pytest.mark.slow
 def test_navigation_reaches_goal_safely_and_compare_with_sac(capsys):
-    model = MetaSACLag("MlpPolicy", "SafeNavigation2D-v0", seed=0, **NAVIGATION)
-    model.learn(50_000)
-    ours = evaluate_safe_policy(model, "SafeNavigation2D-v0", 50)
-    sac = SAC("MlpPolicy", "SafeNavigation2D-v0", seed=0, **NAVIGATION)
-    sac.learn(50_000)
-    stock = evaluate_safe_policy(sac, "SafeNavigation2D-v0", 50)
+    ours = _learn_navigation(MetaSACLag("MlpPolicy", "SafeNavigation2D-v0", seed=0, **NAVIGATION))
+    stock = _learn_navigation(SAC("MlpPolicy", "SafeNavigation2D-v0", seed=0, **NAVIGATION))
     with capsys.disabled():
         print(f"\nSafeNavigation2D-v0, 50,000 steps: MetaSACLag {ours}; stock SB3 SAC {stock}")
     assert ours["success"] >= 0.8
@@ -52,16 +54,15 @@ def test_navigation_reaches_goal_safely_and_compare_with_sac(capsys):
 
 @pytest.mark.slow
 def test_navigation_with_alpha_held_and_every_transition_in_the_main_batch(capsys):
-    # Where the test above fails, this ablation passes: with alpha held at a SAC-like value and the reward critics
-    # learning from every transition (Appendix B's D), the agent finds the way around the hazard. Its epsilon and nu
-    # are still learned; by 50,000 steps epsilon has risen to 1 and nu fallen to 0, since entering the hazard ends the
-    # episode and the reward critics see that. With main_batch="non_violating" the same run ends with every episode in
-    # the hazard (README, "Learning on known answers").
+    # The fixed-alpha ablation on the same task: with alpha held at a SAC-like value and the reward critics learning
+    # from every transition (main_batch="all", Appendix B's D), the agent finds the way around the hazard. Its epsilon
+    # and nu are still learned; by 50,000 steps epsilon has risen to 1 and nu fallen to 0, since entering the hazard
+    # ends the episode and the reward critics see that. With main_batch="non_violating" the same run ends with every
+    # episode in the hazard (README, "Learning on known answers").
     model = MetaSACLag(
         "MlpPolicy", "SafeNavigation2D-v0", main_batch="all", learn_alpha=False, alpha=0.05, seed=0, **NAVIGATION
     )
-    model.learn(50_000)
-    ours = evaluate_safe_policy(model, "SafeNavigation2D-v0", 50)
+    ours = _learn_navigation(model)
     with capsys.disabled():
         print(f"\nSafeNavigation2D-v0, 50,000 steps, main_batch='all', alpha held at 0.05: {ours}")
     assert ours["success"] >= 0.8

@@ -111,7 +111,8 @@ class MetaSACLag(SafeSACBase):
     :param epsilon_batch: States of the ``epsilon`` objective: ``"main"`` (default), a batch ``B'`` drawn like ``B``
         (Algorithm 1, line 17; see ``main_batch``), or ``"mixed"``, half from the non-violating transitions ``D`` and
         half from the violating transitions ``D_s`` (not in the paper: an
-        experimental option; on ``SafeNavigation2D-v0`` it solved the task safely at 10,000 steps, not after: see the README).
+        experimental option; on ``SafeNavigation2D-v0`` with ``main_batch="non_violating"`` it solved the task safely at
+        10,000 steps, not after, and with ``main_batch="all"`` not at all: see the README).
     :param main_batch: Transitions of the batches ``B`` (reward critics, ``nu``, actor) and ``B'`` (``epsilon``):
         ``"all"`` (default) draws uniformly from every transition, ``D u D_s``, as Appendix B of the paper describes
         ``D`` ("stores all the transitions"), so that the reward critics learn that a violation ends the episode;
