@@ -7,9 +7,16 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env
 
 import sb3_metasaclag  # noqa: F401  (registers the environments)
-from sb3_metasaclag.common.envs import SafeBanditEnv, SafeNavigation2DEnv, scripted_safe_policy
+from sb3_metasaclag.common.envs import (
+    BUILTIN_ENV_IDS,
+    SafeBanditEnv,
+    SafeCircleEnv,
+    SafeNavigation2DEnv,
+    scripted_circle_policy,
+    scripted_safe_policy,
+)
 
-ENV_IDS = ["SafeBandit-v0", "SafeNavigation2D-v0"]
+ENV_IDS = list(BUILTIN_ENV_IDS)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -135,3 +142,47 @@ def test_rgb_array_rendering(env_id):
     plain = gym.make(env_id)
     plain.reset(seed=0)
     assert plain.render() is None
+
+
+def _rollout(env, policy, seed):
+    obs, _ = env.reset(seed=seed)
+    total, violating_steps = 0.0, 0
+    while True:
+        obs, reward, terminated, truncated, info = env.step(policy(obs))
+        total += reward
+        violating_steps += info["cost"] > 0
+        if terminated or truncated:
+            return total, violating_steps, terminated
+
+
+def test_soft_navigation_straight_line_crosses_the_hazard_for_as_much_return_as_the_detour():
+    env = gym.make("SafeNavigation2DSoft-v0")
+    straight = [_rollout(env, lambda obs: obs[2:4] / np.linalg.norm(obs[2:4]), seed) for seed in range(20)]
+    detour = [_rollout(env, scripted_safe_policy, seed) for seed in range(20)]
+    # The straight line runs through the hazard (about 16 violating steps) without ending the episode, and is worth
+    # slightly more than the safe detour: an unconstrained agent has no reason to go around.
+    assert all(steps >= 10 for _, steps, _ in straight) and all(steps == 0 for _, steps, _ in detour)
+    assert np.mean([r for r, _, _ in straight]) > np.mean([r for r, _, _ in detour])
+
+
+@pytest.mark.parametrize("env_id", ["SafeCircle-v0", "SafeCircleSoft-v0"])
+def test_circle_known_answers(env_id):
+    env = gym.make(env_id)
+    safe = [_rollout(env, scripted_circle_policy, seed) for seed in range(20)]
+    # Documented in SafeCircleEnv's docstring: about 14.2 without a single violation.
+    assert all(steps == 0 for _, steps, _ in safe)
+    assert 13.5 <= min(r for r, _, _ in safe) and max(r for r, _, _ in safe) <= 15.0
+    lap = [_rollout(env, lambda obs: scripted_circle_policy(obs, safe=False), seed) for seed in range(20)]
+    if env_id == "SafeCircleSoft-v0":
+        # The whole circle: more return, and about 110 violating steps of 200.
+        assert min(r for r, _, _ in lap) > max(r for r, _, _ in safe) + 3.0
+        assert all(90 <= steps <= 130 for _, steps, _ in lap)
+    else:
+        assert all(terminated and steps == 1 for _, steps, terminated in lap)  # the hard variant ends at the wall
+
+
+def test_circle_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="wall_x must lie in"):
+        SafeCircleEnv(wall_x=1.5)
+    with pytest.raises(ValueError, match="radius must be > 0"):
+        SafeCircleEnv(radius=0.0)

@@ -10,6 +10,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 
 from sb3_metasaclag import MetaSACLag, RCPOMetaSAC, SACLag
+from sb3_metasaclag.meta_sac_lag.meta_sac_lag import LOG_ALPHA_MIN
 
 SMALL = dict(
     learning_starts=50, batch_size=32, n_initial_states=8, initial_state_batch_size=8, policy_kwargs=dict(net_arch=[16])
@@ -40,9 +41,10 @@ def _assert_same_state(a, b):
             assert th.equal(th.as_tensor(value), th.as_tensor(sb["state"][key][name])), name
 
 
-def test_save_load_keeps_everything_and_training_continues(tmp_path):
-    model = MetaSACLag("MlpPolicy", "SafeNavigation2D-v0", seed=0, **SMALL)
-    model.learn(200)
+@pytest.mark.parametrize("outer_rule", ["averaged", "paper"])
+def test_save_load_keeps_everything_and_training_continues(tmp_path, outer_rule):
+    model = MetaSACLag("MlpPolicy", "SafeNavigation2D-v0", seed=0, outer_rule=outer_rule, **SMALL)
+    model.learn(207)  # the averaged rule is then in the middle of an interval
     assert isinstance(model.actor.optimizer, th.optim.RMSprop)
     model.save(tmp_path / "agent")
     loaded = MetaSACLag.load(tmp_path / "agent", env=gym.make("SafeNavigation2D-v0"))
@@ -56,12 +58,23 @@ def test_save_load_keeps_everything_and_training_continues(tmp_path):
     for a, b in zip(model.safety_critic.parameters(), loaded.safety_critic.parameters()):
         assert th.equal(a, b)
     assert loaded.epsilon_objective == model.epsilon_objective and loaded.gamma_c == model.gamma_c
+    assert (loaded.outer_rule, loaded.meta_interval, loaded.nu_derivative) == (
+        outer_rule,
+        model.meta_interval,
+        model.nu_derivative,
+    )
+    assert loaded._meta_count == model._meta_count and (outer_rule == "paper" or model._meta_count > 0)
+    for key, value in model._meta_sums.items():
+        assert th.equal(loaded._meta_sums[key], value), key
 
     values = {name: getattr(loaded, name).item() for name in ("alpha", "nu")}
     steps = {name: _step_count(optimizer) for name, optimizer in _optimizers(loaded).items()}
+    outer_steps = 150 if outer_rule == "paper" else (loaded._meta_count + 150) // loaded.meta_interval
     loaded.learn(150, reset_num_timesteps=False)
-    # Every learned quantity keeps being optimised: one more optimizer step per gradient step (150 here).
-    assert all(_step_count(optimizer) == steps[name] + 150 for name, optimizer in _optimizers(loaded).items())
+    # Every learned quantity keeps being optimised: one more inner step per gradient step (150 here), one more outer
+    # step per gradient step (paper) or per completed interval of meta_interval gradient steps (averaged).
+    for name, optimizer in _optimizers(loaded).items():
+        assert _step_count(optimizer) == steps[name] + (outer_steps if name in ("epsilon", "alpha") else 150), name
     assert all(getattr(loaded, name).item() != value for name, value in values.items())
     assert 0.0 <= loaded.epsilon.item() <= loaded.epsilon_max  # epsilon may sit at its bound
     # The reloaded tensors are still the ones the optimizers update.
@@ -92,6 +105,10 @@ def test_logs_paper_and_sb3_keys(tmp_path):
         "train/safety_critic_loss",
         "train/epsilon_objective",
         "train/alpha_objective",
+        "train/epsilon_meta_grad",
+        "train/alpha_meta_grad",
+        "train/nu_clipped",
+        "train/entropy",
         "rollout/ep_rew_mean",
         "rollout/ep_cost_mean",
         "rollout/violation_rate",
@@ -148,6 +165,17 @@ def test_env_without_cost_fails_at_first_step_with_advice():
         (dict(meta_gradient_method="magic"), "meta_gradient_method"),
         (dict(rmsprop_kwargs=dict(centered=True)), "non-centered RMSProp"),
         (dict(violation_threshold=-0.1), "violation_threshold must lie in"),
+        (dict(outer_rule="fast"), "outer_rule must be one of"),
+        (dict(meta_interval=0), r"meta_interval must lie in \[1, inf\)"),
+        (dict(meta_interval=2.5), "whole number"),
+        (dict(outer_rule="paper", meta_interval=5), "meta_interval=1"),
+        (dict(nu_derivative="smooth"), "nu_derivative must be one of"),
+        (dict(min_entropy="high"), "min_entropy must be a float, 'auto' or None"),
+        (dict(min_entropy=float("nan")), "min_entropy must be a float below inf"),
+        (dict(outer_rule="paper", min_entropy=-1.0), "no entropy floor"),
+        (dict(epsilon_band=-0.1), "epsilon_band must lie in"),
+        (dict(outer_rule="paper", epsilon_band=0.1), "no epsilon band"),
+        (dict(epsilon_learning_rate=float("inf")), "epsilon_learning_rate must lie in"),
     ],
 )
 def test_out_of_range_hyperparameters(kwargs, message):
@@ -155,16 +183,44 @@ def test_out_of_range_hyperparameters(kwargs, message):
         MetaSACLag("MlpPolicy", "SafeBandit-v0", **kwargs)
 
 
-def test_alpha_stays_in_unit_interval_and_epsilon_in_range():
-    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", alpha_learning_rate=0.5, epsilon_learning_rate=0.5, seed=0, **SMALL)
-    model.learn(200)
-    assert 0.0 < model.alpha.item() <= 1.0
-    assert 0.0 <= model.epsilon.item() <= model.epsilon_max
+@pytest.mark.parametrize(
+    "rule",
+    [
+        dict(outer_rule="paper"),
+        dict(outer_rule="averaged"),
+        dict(outer_rule="averaged", meta_interval=1, min_entropy=-np.inf),
+        dict(outer_rule="averaged", nu_derivative="projected"),
+    ],
+)
+def test_alpha_epsilon_and_nu_stay_in_range_under_every_rule(rule):
+    # Large outer steps and a fast nu push every value against its bounds.
+    model = MetaSACLag(
+        "MlpPolicy",
+        "SafeNavigation2DSoft-v0",
+        alpha_learning_rate=0.5,
+        epsilon_learning_rate=0.5,
+        nu_learning_rate=1.0,
+        epsilon=0.4,
+        epsilon_max=0.8,
+        seed=0,
+        **rule,
+        **SMALL,
+    )
+    seen = {name: [getattr(model, name).item()] for name in ("alpha", "epsilon", "nu")}
+    for _ in range(6):
+        model.learn(100, reset_num_timesteps=False)
+        for name, values in seen.items():
+            values.append(getattr(model, name).item())
+    assert all(LOG_ALPHA_MIN <= np.log(value) <= 0.0 for value in seen["alpha"]), seen["alpha"]
+    assert all(0.0 <= value <= np.float32(0.8) for value in seen["epsilon"]), seen["epsilon"]
+    assert all(value >= 0.0 for value in seen["nu"]), seen["nu"]
+    assert len(set(seen["epsilon"])) > 1 and len(set(seen["alpha"])) > 1, "the outer steps moved"
 
 
+@pytest.mark.parametrize("outer_rule", ["averaged", "paper"])
 @pytest.mark.parametrize("frozen", ["epsilon", "alpha"])
-def test_ablations_freeze_their_value(frozen):
-    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", seed=0, **{f"learn_{frozen}": False}, **SMALL)
+def test_ablations_freeze_their_value(frozen, outer_rule):
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", seed=0, outer_rule=outer_rule, **{f"learn_{frozen}": False}, **SMALL)
     before = getattr(model, frozen).clone()
     model.learn(200)
     assert th.equal(getattr(model, frozen), before)
@@ -172,7 +228,7 @@ def test_ablations_freeze_their_value(frozen):
     if frozen == "alpha":
         frozen_optimizer, other_optimizer = other_optimizer, frozen_optimizer
     assert not frozen_optimizer.state, "the frozen value's optimizer never stepped"
-    assert _step_count(other_optimizer) == model._n_updates > 0
+    assert _step_count(other_optimizer) == model._n_updates // model.meta_interval > 0
 
 
 def test_mixed_epsilon_batch_draws_half_from_the_safety_buffer(tmp_path):

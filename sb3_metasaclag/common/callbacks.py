@@ -5,9 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 __all__ = ["SafetyHistoryCallback"]
+
+
+def _outer_values(model: Any) -> dict[str, float]:
+    """``epsilon``, ``alpha`` and ``nu`` of a model of the package, or of stock SAC (NaN where it has none)."""
+    nan = float("nan")
+    if hasattr(model, "alpha"):
+        alpha = float(model.alpha.item())
+    elif isinstance(getattr(model, "log_ent_coef", None), th.Tensor):
+        alpha = float(model.log_ent_coef.exp().item())
+    else:  # SAC with a fixed entropy coefficient
+        alpha = float(getattr(model, "ent_coef_tensor", th.tensor(nan)).item())
+    epsilon = float(model.epsilon.item()) if hasattr(model, "epsilon") else nan
+    nu = float(model.nu.item()) if hasattr(model, "nu") else nan
+    return {"epsilon": epsilon, "alpha": alpha, "nu": nu}
 
 
 class SafetyHistoryCallback(BaseCallback):
@@ -16,6 +31,8 @@ class SafetyHistoryCallback(BaseCallback):
 
     ``history`` holds one row per finished episode: ``timestep``, ``return``, ``cost``, ``violations``,
     ``violation_rate`` (violations per episode over the last ``window`` episodes), ``epsilon``, ``alpha``, ``nu``.
+    It works with stock SB3 ``SAC`` too (wrap its env in a :class:`~sb3_metasaclag.common.wrappers.CostMonitor`):
+    ``epsilon`` and ``nu`` are then NaN and ``alpha`` is SAC's entropy coefficient.
 
     :param window: Number of episodes of the violation-rate window (the paper's "specific window of episodes").
     """
@@ -39,8 +56,6 @@ class SafetyHistoryCallback(BaseCallback):
             history["cost"].append(float(episode["c"]))
             history["violations"].append(float(episode["v"]))
             history["violation_rate"].append(float(np.mean(history["violations"][-self.window :])))
-            model: Any = self.model
-            history["epsilon"].append(float(model.epsilon.item()))
-            history["alpha"].append(float(model.alpha.item()))
-            history["nu"].append(float(model.nu.item()))
+            for key, value in _outer_values(self.model).items():
+                history[key].append(value)
         return True

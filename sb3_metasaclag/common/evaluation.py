@@ -20,7 +20,8 @@ def evaluate_safe_policy(
     :param model: Anything with SB3's ``predict(obs, deterministic=...)``.
     :param env: A gymnasium environment or its id; it must report ``info["cost"]``.
     :return: ``return`` (mean episode return), ``cost`` (mean episode cost), ``violation`` (fraction of episodes with
-        at least one step of positive cost) and ``success`` (fraction of episodes ending with ``info["is_success"]``).
+        at least one step of positive cost) and ``success`` (fraction of episodes ending with
+        ``info["is_success"]``; NaN if the last step of an episode has no ``"is_success"`` entry).
     """
     env = gym.make(env) if isinstance(env, str) else env
     returns, costs, violations, successes = [], [], [], []
@@ -39,10 +40,11 @@ def evaluate_safe_policy(
         returns.append(total_reward)
         costs.append(total_cost)
         violations.append(violated)
-        successes.append(bool(info.get("is_success", False)))
+        successes.append(float(info["is_success"]) if "is_success" in info else float("nan"))
     return {
         "return": float(np.mean(returns)),
         "cost": float(np.mean(costs)),
         "violation": float(np.mean(violations)),
-        "success": float(np.mean(successes)),
+        # NaN for tasks that do not report success (SafeBandit-v0, SafeCircle-v0, ...).
+        "success": float(np.mean(successes)) if not np.isnan(successes).any() else float("nan"),
     }

@@ -21,6 +21,9 @@ class LagrangeMultiplier:
     :param learning_rate: RMSProp learning rate ``beta_nu``.
     :param optimizer_kwargs: Other ``torch.optim.RMSprop`` arguments (``alpha``, ``eps``, ...).
     :param device: PyTorch device.
+    :param straight_through: Differentiate ``nu'`` through its projection on ``nu >= 0`` as if it were absent
+        (``d nu'/d epsilon`` of the unprojected step). The exact derivative (False, the paper's reading) is 0 wherever
+        the projection is active, which freezes a meta-learned ``epsilon`` there (the "dead zone", issue 12).
     """
 
     def __init__(
@@ -29,9 +32,11 @@ class LagrangeMultiplier:
         learning_rate: float,
         optimizer_kwargs: dict[str, Any] | None = None,
         device: th.device | str = "cpu",
+        straight_through: bool = False,
     ) -> None:
         if initial_value < 0:
             raise ValueError(f"The initial Lagrange multiplier nu must be >= 0, got {initial_value}")
+        self.straight_through = bool(straight_through)
         self.nu = th.tensor(float(initial_value), device=device, requires_grad=True)
         self.optimizer = th.optim.RMSprop([self.nu], lr=learning_rate, **(optimizer_kwargs or {}))
         self._differentiable = DifferentiableRMSprop(self.optimizer)
@@ -51,13 +56,15 @@ class LagrangeMultiplier:
         """``nu'`` as :meth:`differentiable_step` computes it, without a graph, and its derivative ``d nu' / d epsilon``.
 
         ``dL/dnu = epsilon - J_c`` has derivative 1 in ``epsilon``, so ``d nu'/d epsilon`` is the derivative of the
-        RMSProp step in its gradient, times 0 where the projection on ``nu >= 0`` is active.
+        RMSProp step in its gradient, times 0 where the projection on ``nu >= 0`` is active (unless
+        ``straight_through``).
         """
         with th.no_grad():
             grad = self.gradient(constraint_value.detach(), th.as_tensor(epsilon))
             (new_nu,), states = self._differentiable.step([grad], [self.nu.detach()])
             (derivative,) = self._differentiable.step_derivative([grad])
-            derivative = th.where(new_nu > 0, derivative, th.zeros_like(derivative))
+            if not self.straight_through:
+                derivative = th.where(new_nu > 0, derivative, th.zeros_like(derivative))
         return new_nu.clamp(min=0.0), states, derivative
 
     def differentiable_step(self, constraint_value: th.Tensor, epsilon: th.Tensor) -> tuple[th.Tensor, Any]:
@@ -69,6 +76,8 @@ class LagrangeMultiplier:
         """
         grad = self.gradient(constraint_value.detach(), epsilon)
         (new_nu,), states = self._differentiable.step([grad], [self.nu.detach()])
+        if self.straight_through:  # the value of the projection, the derivative of the unprojected step
+            return new_nu + (th.relu(new_nu) - new_nu).detach(), states
         return th.relu(new_nu), states
 
     def commit(self, new_nu: th.Tensor, states: Any) -> None:

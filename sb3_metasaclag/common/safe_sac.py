@@ -86,6 +86,8 @@ class SafeSACBase(OffPolicyAlgorithm):
     lagrangian: LagrangeMultiplier
     epsilon: th.Tensor
     log_ent_coef: th.Tensor
+    #: Differentiate nu' through its projection as if it were absent (MetaSACLag's nu_derivative="straight_through").
+    lagrangian_straight_through: bool = False
 
     def __init__(
         self,
@@ -184,7 +186,9 @@ class SafeSACBase(OffPolicyAlgorithm):
         self._create_aliases()
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
-        self.lagrangian = LagrangeMultiplier(self.initial_nu, self.nu_learning_rate, self.rmsprop_kwargs, self.device)
+        self.lagrangian = LagrangeMultiplier(
+            self.initial_nu, self.nu_learning_rate, self.rmsprop_kwargs, self.device, self.lagrangian_straight_through
+        )
         self.epsilon = th.tensor(self.initial_epsilon, device=self.device, requires_grad=True)
         self._setup_entropy()
         self._setup_extra()

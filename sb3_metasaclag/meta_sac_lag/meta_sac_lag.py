@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, NamedTuple
 
+import numpy as np
 import torch as th
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
@@ -16,6 +17,64 @@ from sb3_metasaclag.common.policies import SafeSACPolicy
 from sb3_metasaclag.common.safe_sac import SafeSACBase, check_range
 
 EPSILON_OBJECTIVES = ("linear", "nonlinear")
+OUTER_RULES = ("averaged", "paper")
+NU_DERIVATIVES = ("projected", "straight_through")
+#: What each outer rule uses for the arguments left at None (see the class docstring).
+OUTER_RULE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "paper": dict(
+        epsilon_learning_rate=1e-2,
+        alpha_learning_rate=3e-3,
+        meta_interval=1,
+        nu_derivative="projected",
+        min_entropy=None,
+        epsilon_band=None,
+    ),
+    "averaged": dict(
+        epsilon_learning_rate=1e-2,
+        alpha_learning_rate=1e-2,
+        meta_interval=20,
+        nu_derivative="straight_through",
+        min_entropy=-math.inf,
+        epsilon_band=0.05,
+    ),
+}
+#: Lower bound of log alpha (alpha >= 2e-9): a numerical guard, far below any useful temperature, so that alpha stays
+#: positive in float32 however long the outer steps push it down.
+LOG_ALPHA_MIN = -20.0
+#: Bounds of the Rprop step sizes of the averaged rule, as multiples of the initial step (the learning rate).
+RPROP_STEP_BOUNDS = (1e-3, 5.0)
+
+
+def _rprop(parameter: th.Tensor, learning_rate: float) -> th.optim.Rprop:
+    """Rprop ascent with steps between ``RPROP_STEP_BOUNDS`` times ``learning_rate``, its initial step."""
+    low, high = RPROP_STEP_BOUNDS
+    return th.optim.Rprop([parameter], lr=learning_rate, step_sizes=(low * learning_rate, high * learning_rate), maximize=True)
+
+
+def _check_outer_rule_arguments(
+    outer_rule: str, meta_interval: int | None, nu_derivative: str | None, min_entropy: Any, epsilon_band: float | None
+) -> None:
+    """Raise a ValueError that names the argument unless the outer rule's arguments are valid and fit the rule."""
+    if meta_interval is not None:
+        check_range("meta_interval", meta_interval, 1, math.inf, high_open=True)
+        if int(meta_interval) != meta_interval:
+            raise ValueError(f"meta_interval must be a whole number of gradient steps, got {meta_interval}")
+        if outer_rule == "paper" and meta_interval != 1:
+            raise ValueError("outer_rule='paper' steps epsilon and alpha after every gradient step: meta_interval=1")
+    if nu_derivative is not None and nu_derivative not in NU_DERIVATIVES:
+        raise ValueError(f"nu_derivative must be one of {NU_DERIVATIVES} or None, got {nu_derivative!r}")
+    if isinstance(min_entropy, str):
+        if min_entropy != "auto":
+            raise ValueError(f"min_entropy must be a float, 'auto' or None, got {min_entropy!r}")
+    elif min_entropy is not None:
+        if math.isnan(min_entropy) or min_entropy == math.inf:
+            raise ValueError(f"min_entropy must be a float below inf (-inf: no floor), 'auto' or None, got {min_entropy}")
+        if outer_rule == "paper" and min_entropy != -math.inf:
+            raise ValueError("outer_rule='paper' has no entropy floor: use outer_rule='averaged' for min_entropy")
+    if epsilon_band is not None:
+        check_range("epsilon_band", epsilon_band, 0.0, math.inf)
+        if outer_rule == "paper" and epsilon_band != math.inf:
+            raise ValueError("outer_rule='paper' has no epsilon band: use outer_rule='averaged' for epsilon_band")
 
 
 class InnerStep(NamedTuple):
@@ -30,6 +89,8 @@ class InnerStep(NamedTuple):
     grad_entropy: list[th.Tensor]  # d mean(log pi) / d phi
     grad_safety: list[th.Tensor]  # d mean(Qc) / d phi
     actor_loss: th.Tensor
+    mean_log_prob: th.Tensor | None = None  # mean log pi of the actor before the step (its entropy, negated)
+    safety_value: th.Tensor | None = None  # J_c = mean max Qc(s, a ~ pi) on the batch (the constraint's left side)
 
 
 class MetaStep(NamedTuple):
@@ -65,11 +126,28 @@ class MetaSACLag(SafeSACBase):
        ``epsilon``;
     4. inner step of the actor ``phi' = phi - RMSProp(grad_phi(alpha log pi - Qr + nu' Qc))`` (Eq. 11), kept in the
        graph so that ``phi'`` is a function of ``epsilon`` (through ``nu'``) and of ``alpha``;
-    5. outer step of ``epsilon``: RMSProp ascent on ``J_eps`` (Eq. 14, or Eq. 16 with ``epsilon_objective="nonlinear"``)
+    5. outer step of ``epsilon``: ascent on ``J_eps`` (Eq. 14, or Eq. 16 with ``epsilon_objective="nonlinear"``)
        evaluated with ``phi'`` on a resampled batch ``B'``, then clipped to ``[0, epsilon_max]``;
     6. outer step of ``alpha``: ascent on ``J_alpha`` (Eq. 15) on initial states from ``D_0`` with the deterministic
-       action of ``phi'``; ``log alpha`` is clamped to ``<= 0`` so that ``0 < alpha <= 1``;
+       action of ``phi'``; ``log alpha`` is clamped to ``[-20, 0]`` so that ``0 < alpha <= 1`` (the lower bound, ours, only
+       keeps ``alpha`` positive in float32);
     7. commit ``nu'``, ``phi'`` and their RMSProp states, then Polyak-update both target critics.
+
+    The meta-gradients of steps 5-6 are the paper's, exact (checked against finite differences). How they move
+    ``epsilon`` and ``alpha`` is the outer rule (``outer_rule``):
+
+    - ``"paper"``, the paper's literal reading (Algorithm 1, lines 18-19): after every gradient step, one RMSProp step
+      of ``epsilon`` (learning rate ``1e-2``) and one Adam step of ``log alpha`` (``3e-3``, Meta-SAC's gradient
+      clipping), with the exact derivative of the projection ``nu' = max(0, .)`` (zero where it clips);
+    - ``"averaged"`` (default; ours, not the paper's, issue 12): the meta-gradients are averaged over
+      ``meta_interval = 20`` gradient steps and each outer variable takes one Rprop step per interval (the step grows
+      by 1.2 while the sign of the averaged meta-gradient repeats, halves when it flips, and stays within
+      ``[1e-3, 5]`` times its learning rate ``1e-2``), so that noise shrinks the steps; ``d nu'/d epsilon`` is taken
+      straight through the projection (``nu_derivative="straight_through"``), so ``epsilon`` does not freeze when ``nu``
+      reaches 0; and after its step ``epsilon`` is held within ``epsilon_band = 0.05`` of the interval's mean safety
+      value ``J_c = E[Qc]`` (a restoring force: the threshold can neither run away from what the policy achieves nor
+      leave the constraint inactive). An entropy floor for ``alpha`` (``min_entropy``) is available but off by
+      default. docs/outer_loop/ has the evidence that chose this rule and what it does not yet achieve.
 
     Defaults and where they come from:
 
@@ -81,10 +159,10 @@ class MetaSACLag(SafeSACBase):
       gradient-norm clipping ``0.05`` and ``log alpha <= 0``; batches of 256 initial states;
     - our choices (the paper omits them), measured on the built-in tasks (README, "Defaults"):
       ``nu = 10`` (the smallest initial ``nu`` of the paper's Table 1), ``gamma_c = 0.99`` (like ``gamma``),
-      ``nu_learning_rate = 1e-2``, ``epsilon_learning_rate = 1e-2`` and ``alpha_learning_rate = 3e-3``. With
-      ``epsilon_learning_rate = 1e-3`` the multiplier reached its projection ``nu = 0`` before ``epsilon`` left 1, after
-      which the meta-gradient of ``epsilon`` is zero and the agent is unconstrained; with Meta-SAC's ``3e-4`` for
-      ``alpha``, ``alpha`` was still above 0.4 after 3,000 steps of the bandit task.
+      ``nu_learning_rate = 1e-2``; for the paper's rule ``epsilon_learning_rate = 1e-2`` and
+      ``alpha_learning_rate = 3e-3`` (with ``epsilon_learning_rate = 1e-3`` the multiplier reached its projection
+      ``nu = 0`` before ``epsilon`` left 1; with Meta-SAC's ``3e-4`` for ``alpha``, ``alpha`` was still above 0.4 after
+      3,000 steps of the bandit task); the averaged rule as above.
 
     :param policy: The policy model to use (``MlpPolicy``, ``MultiInputPolicy``).
     :param env: The environment to learn from (if registered in Gym, can be str). It must report ``info["cost"]``.
@@ -106,7 +184,8 @@ class MetaSACLag(SafeSACBase):
     :param nu_learning_rate: RMSProp learning rate ``beta_nu`` of ``nu``.
     :param epsilon: Initial safety threshold ``epsilon`` (paper: 1).
     :param epsilon_max: Upper bound of ``epsilon``; ``Qc`` is a discounted probability, hence 1.
-    :param epsilon_learning_rate: RMSProp learning rate ``beta_epsilon`` of ``epsilon``.
+    :param epsilon_learning_rate: Learning rate ``beta_epsilon`` of ``epsilon``: RMSProp's (paper) or Rprop's initial
+        step (averaged). None: the rule's default, ``1e-2`` for both.
     :param epsilon_objective: ``"linear"`` (Eq. 14) or ``"nonlinear"`` (Eq. 16, the paper's ``J_nl`` variant).
     :param epsilon_batch: States of the ``epsilon`` objective: ``"main"`` (default), a batch ``B'`` drawn like ``B``
         (Algorithm 1, line 17; see ``main_batch``), or ``"mixed"``, half from the non-violating transitions ``D`` and
@@ -120,10 +199,22 @@ class MetaSACLag(SafeSACBase):
         The paper is ambiguous here; the README ("Learning on known answers") has what each choice did on
         ``SafeNavigation2D-v0``. Storage does not change: ``D`` and ``D_s`` hold each transition once.
     :param alpha: Initial entropy temperature ``alpha`` in ``(0, 1]`` (paper: 1).
-    :param alpha_learning_rate: Adam learning rate ``beta_alpha`` of ``log alpha``.
-    :param alpha_max_grad_norm: Gradient-norm clipping of the ``log alpha`` meta-gradient (None: no clipping).
+    :param alpha_learning_rate: Learning rate ``beta_alpha`` of ``log alpha``: Adam's (paper, default ``3e-3``) or
+        Rprop's initial step (averaged, default ``1e-2``).
+    :param alpha_max_grad_norm: Gradient-norm clipping of the ``log alpha`` meta-gradient under the paper's rule (None:
+        no clipping); Rprop uses signs only.
     :param learn_epsilon: Take the outer ``epsilon`` step; False gives the fixed-``epsilon`` ablation.
     :param learn_alpha: Take the outer ``alpha`` step; False gives the fixed-``alpha`` ablation.
+    :param outer_rule: How the meta-gradients move ``epsilon`` and ``alpha``: ``"averaged"`` (default, ours) or
+        ``"paper"`` (Algorithm 1 as written); see above. The four arguments below default (None) to the rule's choice.
+    :param meta_interval: Gradient steps whose meta-gradients the averaged rule averages before one outer step
+        (default 20; the paper's rule: 1).
+    :param nu_derivative: ``"projected"`` (exact: ``d nu'/d epsilon = 0`` where ``nu' = max(0, .)`` clips; the
+        paper's rule) or ``"straight_through"`` (the derivative of the unprojected step; the averaged rule).
+    :param min_entropy: Entropy floor of the averaged rule: ``alpha`` rises while ``-E[log pi]`` is below it.
+        ``"auto"``: ``-dim(A)``, SAC v2's target; a float; ``-inf`` (default): none. The paper's rule has none.
+    :param epsilon_band: The averaged rule keeps ``epsilon`` within this distance of the mean ``J_c`` of the last
+        interval (default 0.05; ``inf``: no band). The paper's rule has none.
     :param meta_gradient_method: ``"closed_form"`` (default): exact meta-gradients from first-order gradients (see
         :meth:`inner_step`); ``"autograd"``: the reference implementation that differentiates through the inner
         backward pass (same values, several times slower).
@@ -164,15 +255,20 @@ class MetaSACLag(SafeSACBase):
         nu_learning_rate: float = 1e-2,
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
-        epsilon_learning_rate: float = 1e-2,
+        epsilon_learning_rate: float | None = None,
         epsilon_objective: Literal["linear", "nonlinear"] = "linear",
         epsilon_batch: Literal["main", "mixed"] = "main",
         main_batch: Literal["non_violating", "all"] = "all",
         alpha: float = 1.0,
-        alpha_learning_rate: float = 3e-3,
+        alpha_learning_rate: float | None = None,
         alpha_max_grad_norm: float | None = 0.05,
         learn_epsilon: bool = True,
         learn_alpha: bool = True,
+        outer_rule: Literal["averaged", "paper"] = "averaged",
+        meta_interval: int | None = None,
+        nu_derivative: Literal["projected", "straight_through"] | None = None,
+        min_entropy: float | Literal["auto"] | None = None,
+        epsilon_band: float | None = None,
         meta_gradient_method: Literal["closed_form", "autograd"] = "closed_form",
         violation_threshold: float = 0.0,
         n_initial_states: int = 32,
@@ -193,10 +289,21 @@ class MetaSACLag(SafeSACBase):
             raise ValueError(f"epsilon_batch must be 'main' or 'mixed', got {epsilon_batch!r}")
         self.epsilon_batch = epsilon_batch
         check_range("alpha", alpha, 0.0, 1.0, low_open=True)
-        check_range("epsilon_learning_rate", epsilon_learning_rate, 0.0, math.inf, low_open=True)
-        check_range("alpha_learning_rate", alpha_learning_rate, 0.0, math.inf, low_open=True)
-        if alpha_max_grad_norm is not None:
-            check_range("alpha_max_grad_norm", alpha_max_grad_norm, 0.0, math.inf, low_open=True)
+        if outer_rule not in OUTER_RULES:
+            raise ValueError(f"outer_rule must be one of {OUTER_RULES}, got {outer_rule!r}")
+        defaults = OUTER_RULE_DEFAULTS[outer_rule]
+        epsilon_learning_rate = defaults["epsilon_learning_rate"] if epsilon_learning_rate is None else epsilon_learning_rate
+        alpha_learning_rate = defaults["alpha_learning_rate"] if alpha_learning_rate is None else alpha_learning_rate
+        check_range("epsilon_learning_rate", epsilon_learning_rate, 0.0, math.inf, low_open=True, high_open=True)
+        check_range("alpha_learning_rate", alpha_learning_rate, 0.0, math.inf, low_open=True, high_open=True)
+        _check_outer_rule_arguments(outer_rule, meta_interval, nu_derivative, min_entropy, epsilon_band)
+        # With _init_setup_model=False (as in load()), the rule comes from the saved data; models saved before the rule
+        # existed (no "outer_rule" in their data) used the paper's rule: see _resolve_outer_rule().
+        self.outer_rule: str | None = outer_rule if _init_setup_model else None
+        self.meta_interval = meta_interval
+        self.nu_derivative = nu_derivative
+        self.min_entropy = min_entropy
+        self.epsilon_band = epsilon_band
         self.epsilon_learning_rate = float(epsilon_learning_rate)
         self.epsilon_objective = epsilon_objective
         self.initial_alpha = float(alpha)
@@ -249,17 +356,54 @@ class MetaSACLag(SafeSACBase):
             _init_setup_model=_init_setup_model,
         )
 
+    def _setup_model(self) -> None:
+        self._resolve_outer_rule()
+        super()._setup_model()
+
+    def _resolve_outer_rule(self) -> None:
+        """Fill the arguments left at None with the outer rule's defaults (``OUTER_RULE_DEFAULTS``)."""
+        if self.outer_rule is None:  # a model saved before outer_rule existed: it used the paper's rule
+            self.outer_rule = "paper"
+        defaults = OUTER_RULE_DEFAULTS[self.outer_rule]
+        self.meta_interval = int(defaults["meta_interval"] if self.meta_interval is None else self.meta_interval)
+        self.nu_derivative = defaults["nu_derivative"] if self.nu_derivative is None else self.nu_derivative
+        if self.min_entropy is None:
+            self.min_entropy = defaults["min_entropy"]
+        if self.epsilon_band is None:
+            self.epsilon_band = defaults["epsilon_band"]
+        self.lagrangian_straight_through = self.nu_derivative == "straight_through"
+
+    @property
+    def entropy_floor(self) -> float | None:
+        """The lower bound on the policy's entropy ``-E[log pi]`` that the averaged rule keeps (None: none)."""
+        if self.min_entropy is None or self.min_entropy == -math.inf:
+            return None
+        if self.min_entropy == "auto":
+            return float(-np.prod(self.action_space.shape))  # type: ignore[arg-type]
+        return float(self.min_entropy)
+
     def _setup_entropy(self) -> None:
         self.log_ent_coef = th.tensor(math.log(self.initial_alpha), device=self.device, requires_grad=True)
-        # Ascent on J_alpha (Eq. 15), as in Meta-SAC.
-        self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.alpha_learning_rate, maximize=True)
+        if self.outer_rule == "paper":
+            # Ascent on J_alpha (Eq. 15), as in Meta-SAC.
+            self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.alpha_learning_rate, maximize=True)
+        else:
+            self.ent_coef_optimizer = _rprop(self.log_ent_coef, self.alpha_learning_rate)
 
     def _setup_extra(self) -> None:
-        # Ascent on J_eps (Algorithm 1, line 18).
-        self.epsilon_optimizer = th.optim.RMSprop(
-            [self.epsilon], lr=self.epsilon_learning_rate, maximize=True, **self.rmsprop_kwargs
-        )
-        self.epsilon_rmsprop = DifferentiableRMSprop(self.epsilon_optimizer)
+        if self.outer_rule == "paper":
+            # Ascent on J_eps (Algorithm 1, line 18), one RMSProp step per gradient step.
+            self.epsilon_optimizer = th.optim.RMSprop(
+                [self.epsilon], lr=self.epsilon_learning_rate, maximize=True, **self.rmsprop_kwargs
+            )
+            self.epsilon_rmsprop: DifferentiableRMSprop | None = DifferentiableRMSprop(self.epsilon_optimizer)
+        else:
+            # Ascent on J_eps averaged over meta_interval gradient steps, with sign-adaptive step sizes.
+            self.epsilon_optimizer = _rprop(self.epsilon, self.epsilon_learning_rate)  # type: ignore[assignment]
+            self.epsilon_rmsprop = None
+        if getattr(self, "_meta_sums", None) is None:  # kept when load() restores a model in the middle of an interval
+            self._meta_sums = {key: th.zeros((), device=self.device) for key in ("epsilon", "log_alpha", "log_prob", "safety")}
+            self._meta_count = 0
         self.actor_rmsprop = DifferentiableRMSprop(self.actor.optimizer)  # type: ignore[arg-type]
         self._actor_parameter_names = [name for name, _ in self.actor.named_parameters()]
 
@@ -295,7 +439,19 @@ class MetaSACLag(SafeSACBase):
             new_params, actor_state = self.actor_rmsprop.step(grads)
             dparams_dgrads = self.actor_rmsprop.step_derivative(grads)
         actor_loss = (alpha * entropy_term - value_term).detach()
-        return InnerStep(new_nu, nu_state, dnu_depsilon, new_params, actor_state, dparams_dgrads, grad_a, grad_c, actor_loss)
+        return InnerStep(
+            new_nu,
+            nu_state,
+            dnu_depsilon,
+            new_params,
+            actor_state,
+            dparams_dgrads,
+            grad_a,
+            grad_c,
+            actor_loss,
+            entropy_term.detach(),
+            safety_term.detach(),
+        )
 
     def actor_with(self, params: Sequence[th.Tensor], observations: Any, deterministic: bool = False) -> th.Tensor:
         """Actions of the actor evaluated with the parameters ``params`` (e.g. ``phi'``) instead of its own."""
@@ -319,6 +475,15 @@ class MetaSACLag(SafeSACBase):
         value = self.penalised_value(*self.twin_q_values(initial_observations, actions), nu.detach())
         return value.mean() + nu.detach() * th.as_tensor(epsilon).detach()
 
+    @th.no_grad()
+    def _epsilon_step(self, grad_epsilon: th.Tensor) -> tuple[th.Tensor, Any]:
+        """``epsilon'`` for Eq. 15: the paper's rule steps ``epsilon`` at every gradient step (RMSProp ascent, clipped to
+        ``[0, epsilon_max]``); the averaged rule keeps it until the end of its interval (see :meth:`_outer_step`)."""
+        if self.epsilon_rmsprop is None:
+            return self.epsilon.detach(), None
+        (epsilon_next,), epsilon_state = self.epsilon_rmsprop.step([grad_epsilon])
+        return epsilon_next.clamp(0.0, self.epsilon_max), epsilon_state
+
     def meta_gradients(self, observations: Any, validation_observations: Any, initial_observations: Any) -> MetaStep:
         """Steps 3-6 without changing the model: the inner updates, ``d J_eps / d epsilon``, the updated ``epsilon'``
         and ``d J_alpha / d alpha`` (Eq. 15 evaluated with ``epsilon'``)."""
@@ -330,9 +495,7 @@ class MetaSACLag(SafeSACBase):
             j_eps = self.epsilon_objective_value(params, inner.nu, validation_observations)
             d_params = th.autograd.grad(j_eps, params, allow_unused=True)
             grad_epsilon = _dot(d_params, inner.dparams_dgrads, inner.grad_safety) * inner.dnu_depsilon
-            with th.no_grad():
-                (epsilon_next,), epsilon_state = self.epsilon_rmsprop.step([grad_epsilon])
-                epsilon_next = epsilon_next.clamp(0.0, self.epsilon_max)
+            epsilon_next, epsilon_state = self._epsilon_step(grad_epsilon)
         j_alpha, grad_alpha = None, None
         if self.learn_alpha:  # Step 6, Eq. 15 on initial states
             params = [param.detach().requires_grad_(True) for param in inner.params]
@@ -361,9 +524,7 @@ class MetaSACLag(SafeSACBase):
         if self.learn_epsilon:
             j_eps = self.epsilon_objective_value(new_params, new_nu, validation_observations)
             (grad_epsilon,) = th.autograd.grad(j_eps, epsilon, retain_graph=True)
-            with th.no_grad():
-                (epsilon_next,), epsilon_state = self.epsilon_rmsprop.step([grad_epsilon])
-                epsilon_next = epsilon_next.clamp(0.0, self.epsilon_max)
+            epsilon_next, epsilon_state = self._epsilon_step(grad_epsilon)
         j_alpha, grad_alpha = None, None
         if self.learn_alpha:
             j_alpha = self.alpha_objective_value(new_params, new_nu, epsilon_next, initial_observations)
@@ -378,6 +539,8 @@ class MetaSACLag(SafeSACBase):
             [],
             [],
             actor_loss.detach(),
+            log_prob.mean().detach(),
+            qc.amax(dim=1).mean().detach(),
         )
         return MetaStep(inner, j_eps, grad_epsilon, epsilon_next, epsilon_state, j_alpha, grad_alpha)
 
@@ -396,11 +559,32 @@ class MetaSACLag(SafeSACBase):
         )
         meta_gradients = self.meta_gradients_autograd if self.meta_gradient_method == "autograd" else self.meta_gradients
         step = meta_gradients(replay_data.observations, validation.observations if validation is not None else None, initial)
-        logs = {"actor_loss": step.inner.actor_loss}
-        if step.grad_epsilon is not None and step.epsilon_objective is not None:
-            self.epsilon_rmsprop.commit([step.epsilon], step.epsilon_state)
+        logs = {"actor_loss": step.inner.actor_loss, "nu_clipped": (step.inner.nu <= 0).float()}
+        if step.inner.mean_log_prob is not None:
+            logs["entropy"] = -step.inner.mean_log_prob
+        if step.inner.safety_value is not None:
+            logs["safety_value"] = step.inner.safety_value
+        if step.epsilon_objective is not None:
             logs["epsilon_objective"] = step.epsilon_objective.detach()
-        if step.grad_alpha is not None and step.alpha_objective is not None:
+            logs["epsilon_meta_grad"] = step.grad_epsilon.detach()  # type: ignore[union-attr]
+        if step.alpha_objective is not None:
+            logs["alpha_objective"] = step.alpha_objective.detach()
+            logs["alpha_meta_grad"] = step.grad_alpha.detach()  # type: ignore[union-attr]
+        if self.outer_rule == "paper":
+            self._paper_outer_step(step)
+        else:
+            self._accumulate_outer(step)
+        # Step 7: commit the inner updates.
+        self.actor_rmsprop.commit(step.inner.params, step.inner.actor_state)
+        self.lagrangian.commit(step.inner.nu, step.inner.nu_state)
+        return logs
+
+    def _paper_outer_step(self, step: MetaStep) -> None:
+        """Algorithm 1, lines 18-19: one RMSProp step of ``epsilon`` and one Adam step of ``log alpha`` per gradient step."""
+        if step.grad_epsilon is not None:
+            assert self.epsilon_rmsprop is not None
+            self.epsilon_rmsprop.commit([step.epsilon], step.epsilon_state)
+        if step.grad_alpha is not None:
             # Ascent in log alpha: d J / d log alpha = alpha * d J / d alpha.
             self.log_ent_coef.grad = (step.grad_alpha * self.alpha).detach()
             if self.alpha_max_grad_norm is not None:
@@ -408,12 +592,59 @@ class MetaSACLag(SafeSACBase):
             assert self.ent_coef_optimizer is not None
             self.ent_coef_optimizer.step()
             with th.no_grad():
-                self.log_ent_coef.clamp_(max=0.0)
-            logs["alpha_objective"] = step.alpha_objective.detach()
-        # Step 7: commit the inner updates.
-        self.actor_rmsprop.commit(step.inner.params, step.inner.actor_state)
-        self.lagrangian.commit(step.inner.nu, step.inner.nu_state)
-        return logs
+                self.log_ent_coef.clamp_(LOG_ALPHA_MIN, 0.0)
+
+    def _accumulate_outer(self, step: MetaStep) -> None:
+        """The averaged rule: sum the meta-gradients of ``meta_interval`` gradient steps, then take one outer step."""
+        sums = self._meta_sums
+        with th.no_grad():
+            if step.grad_epsilon is not None:
+                sums["epsilon"] += step.grad_epsilon.detach()
+            if step.grad_alpha is not None:
+                sums["log_alpha"] += (step.grad_alpha * self.alpha).detach()  # d J / d log alpha
+            if step.inner.mean_log_prob is not None:
+                sums["log_prob"] += step.inner.mean_log_prob
+            if step.inner.safety_value is not None:
+                sums["safety"] += step.inner.safety_value
+        self._meta_count += 1
+        if self._meta_count >= self.meta_interval:  # type: ignore[operator]
+            self._outer_step()
+
+    def _outer_step(self) -> None:
+        """One outer step of the averaged rule (ours, not the paper's), from the means of the last ``meta_interval``
+        meta-gradients. Rprop (sign-adaptive step sizes) ascends both: a step grows by 1.2 while the sign of the mean
+        meta-gradient repeats and halves when it flips, so ``epsilon`` and ``log alpha`` move fast while their
+        meta-gradients agree and settle when only noise is left. ``alpha`` rises whenever the policy's entropy is below
+        ``min_entropy`` (SAC v2's target entropy by default), whatever Eq. 15 says."""
+        count = float(self._meta_count)
+        sums = self._meta_sums
+        if self.learn_epsilon:
+            self.epsilon_optimizer.zero_grad()
+            self.epsilon.grad = (sums["epsilon"] / count).reshape_as(self.epsilon)
+            self.epsilon_optimizer.step()
+            with th.no_grad():
+                if self.epsilon_band is not None and self.epsilon_band != math.inf:
+                    # The restoring force: epsilon stays within epsilon_band of the interval's mean J_c, so nu can
+                    # neither wind up against a threshold the policy cannot reach nor fall into its projection for long.
+                    safety = sums["safety"] / count
+                    self.epsilon.copy_(
+                        th.minimum(th.maximum(self.epsilon, safety - self.epsilon_band), safety + self.epsilon_band)
+                    )
+                self.epsilon.clamp_(0.0, self.epsilon_max)
+        if self.learn_alpha:
+            assert self.ent_coef_optimizer is not None
+            grad = sums["log_alpha"] / count
+            floor = self.entropy_floor
+            if floor is not None:
+                grad = th.where(-sums["log_prob"] / count < floor, th.ones_like(grad), grad)
+            self.ent_coef_optimizer.zero_grad()
+            self.log_ent_coef.grad = grad.reshape_as(self.log_ent_coef)
+            self.ent_coef_optimizer.step()
+            with th.no_grad():
+                self.log_ent_coef.clamp_(LOG_ALPHA_MIN, 0.0)
+        for value in sums.values():
+            value.zero_()
+        self._meta_count = 0
 
     def _excluded_save_params(self) -> list[str]:
         # Views of optimizers that are saved through their state dicts, rebuilt by _setup_model().

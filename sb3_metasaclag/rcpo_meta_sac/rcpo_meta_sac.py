@@ -29,6 +29,8 @@ class RCPOMetaSAC(MetaSACLag):
         for name in ("learn_epsilon", "epsilon_objective", "epsilon_learning_rate", "epsilon_batch"):
             if name in kwargs:
                 raise TypeError(f"RCPOMetaSAC keeps epsilon fixed: it takes no {name!r}")
+        # The baseline as the paper ran it: Meta-SAC's temperature step after every gradient step.
+        kwargs.setdefault("outer_rule", "paper")
         super().__init__(policy, env, epsilon=epsilon, learn_epsilon=False, **kwargs)
 
     def alpha_objective_value(

@@ -1,24 +1,45 @@
 """Safe environments, registered with gymnasium on import of the package.
 
-``SafeBandit-v0`` and ``SafeNavigation2D-v0`` are pure numpy. The paper's robotics tasks (``SafeHumanoidVelocity-v1``,
+``SafeBandit-v0``, ``SafeNavigation2D-v0`` (and its soft-constraint variant ``SafeNavigation2DSoft-v0``),
+``SafeCircle-v0`` and ``SafeCircleSoft-v0`` are pure numpy. The paper's robotics tasks (``SafeHumanoidVelocity-v1``,
 ``SafeDrawerClose-v0``, ``SafeFetchPushTopple-v0``, ``SafeEggManipulate-v0``, ``SafePourCoffee-v0``) need MuJoCo,
 gymnasium-robotics, Safety-Gymnasium or PyBullet; their modules are imported only when such an environment is made.
 """
 
 from sb3_metasaclag.common.envs.bandit import SafeBanditEnv
+from sb3_metasaclag.common.envs.circle import SafeCircleEnv, scripted_circle_policy
 from sb3_metasaclag.common.envs.navigation import SafeNavigation2DEnv, scripted_safe_policy
 
 __all__ = [
     "BUILTIN_ENV_IDS",
     "ROBOTICS_ENV_IDS",
     "SafeBanditEnv",
+    "SafeCircleEnv",
     "SafeNavigation2DEnv",
     "register_envs",
+    "scripted_circle_policy",
     "scripted_safe_policy",
 ]
 
 #: Pure-numpy environments.
-BUILTIN_ENV_IDS = ("SafeBandit-v0", "SafeNavigation2D-v0")
+BUILTIN_ENV_IDS = ("SafeBandit-v0", "SafeNavigation2D-v0", "SafeNavigation2DSoft-v0", "SafeCircle-v0", "SafeCircleSoft-v0")
+#: Pure-numpy tasks: (id, entry point, registration arguments). The soft variants count violations without ending the
+#: episode, so that an agent can trade violations for reward (stock SAC does).
+_BUILTIN: tuple[tuple[str, str, dict], ...] = (
+    ("SafeBandit-v0", "sb3_metasaclag.common.envs.bandit:SafeBanditEnv", {}),
+    ("SafeNavigation2D-v0", "sb3_metasaclag.common.envs.navigation:SafeNavigation2DEnv", {"max_episode_steps": 200}),
+    (
+        "SafeNavigation2DSoft-v0",
+        "sb3_metasaclag.common.envs.navigation:SafeNavigation2DEnv",
+        {"max_episode_steps": 200, "kwargs": {"terminate_on_violation": False}},
+    ),
+    ("SafeCircle-v0", "sb3_metasaclag.common.envs.circle:SafeCircleEnv", {"max_episode_steps": 200}),
+    (
+        "SafeCircleSoft-v0",
+        "sb3_metasaclag.common.envs.circle:SafeCircleEnv",
+        {"max_episode_steps": 200, "kwargs": {"terminate_on_violation": False}},
+    ),
+)
 #: The paper's robotics tasks: (id, entry point, extra registration arguments). The goal-conditioned tasks truncate by
 #: themselves and are made without gymnasium's wrappers, which do not forward ``compute_reward`` (see
 #: ``helpers.check_episode_steps``); ``SafeHumanoidVelocity-v1`` has Safety-Gymnasium's 1000-step limit inside.
@@ -38,14 +59,6 @@ def register_envs() -> None:
     """Register the built-in environments and the robotics tasks with gymnasium (idempotent)."""
     import gymnasium as gym
 
-    if "SafeBandit-v0" not in gym.registry:
-        gym.register(id="SafeBandit-v0", entry_point="sb3_metasaclag.common.envs.bandit:SafeBanditEnv")
-    if "SafeNavigation2D-v0" not in gym.registry:
-        gym.register(
-            id="SafeNavigation2D-v0",
-            entry_point="sb3_metasaclag.common.envs.navigation:SafeNavigation2DEnv",
-            max_episode_steps=200,
-        )
-    for env_id, entry_point, registration in _ROBOTICS:
+    for env_id, entry_point, registration in _BUILTIN + _ROBOTICS:
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=entry_point, **registration)

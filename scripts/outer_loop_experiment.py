@@ -1,0 +1,312 @@
+"""The outer-loop evidence (issue 12): Meta SAC-Lag under its outer rules beside SACLag and stock SAC, several seeds.
+
+    python scripts/outer_loop_experiment.py run [--tasks bandit nav-soft ...] [--contenders ...] [--seeds 0 1 2]
+                                               [--workers 2] [--out docs/outer_loop]
+    python scripts/outer_loop_experiment.py report [--out docs/outer_loop]
+
+``run`` trains every (task, contender, seed) that has no result file yet under ``OUT/runs`` (so it resumes where it
+stopped, and several invocations with different ``--tasks`` can share the directory), one torch thread per worker
+process. Each run writes one JSON file: its settings, the final deterministic evaluation, evaluations during training,
+and one row per training episode (return, cost, violations, ``epsilon``, ``alpha``, ``nu``). ``report`` reads them all
+and writes ``OUT/results.md`` (``OUT/screening.md`` when ``OUT`` is a ``screening`` directory: mean and standard
+deviation over seeds, with ``OUT/notes.md`` after the header if it exists) and one Fig. 2-style plot per task,
+``OUT/<task>.png``.
+
+Until the experiment runner of issue 13 exists this script is the one command; it adds no option to the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+#: label -> (environment id, training steps, evaluation episodes, evaluation every so many steps, extra arguments)
+TASKS: dict[str, tuple[str, int, int, int, dict[str, Any]]] = {
+    "bandit": ("SafeBandit-v0", 3_000, 100, 500, dict(learning_rate=1e-3, batch_size=64, net_arch=[32, 32])),
+    "nav-soft": ("SafeNavigation2DSoft-v0", 20_000, 30, 2_500, {}),
+    "circle-soft": ("SafeCircleSoft-v0", 20_000, 30, 2_500, {}),
+    "circle": ("SafeCircle-v0", 20_000, 30, 2_500, {}),
+    "nav": ("SafeNavigation2D-v0", 50_000, 30, 5_000, {}),
+}
+#: label -> (algorithm, arguments). SACLag's fixed epsilon is Table 1's typical 0.5.
+CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "metasaclag": ("MetaSACLag", {}),
+    "metasaclag-paper": ("MetaSACLag", dict(outer_rule="paper")),
+    "saclag": ("SACLag", dict(epsilon=0.5)),
+    "sac": ("SAC", {}),
+    # Candidates screened while choosing the default (docs/outer_loop/screening.md). "noband" is the averaged rule
+    # without its epsilon band; the others change one or two arguments of it.
+    "metasaclag-noband": ("MetaSACLag", dict(epsilon_band=math.inf, min_entropy="auto")),
+    "metasaclag-noband-nofloor": ("MetaSACLag", dict(epsilon_band=math.inf, min_entropy=-math.inf)),
+    "metasaclag-noband-k100": ("MetaSACLag", dict(epsilon_band=math.inf, meta_interval=100, min_entropy="auto")),
+    "metasaclag-noband-slow": (
+        "MetaSACLag",
+        dict(epsilon_band=math.inf, epsilon_learning_rate=2e-3, min_entropy="auto"),
+    ),
+    "metasaclag-noband-slow-fastnu": (
+        "MetaSACLag",
+        dict(epsilon_band=math.inf, epsilon_learning_rate=2e-3, nu_learning_rate=0.1, min_entropy="auto"),
+    ),
+    "metasaclag-noband-slow-mixed": (
+        "MetaSACLag",
+        dict(epsilon_band=math.inf, epsilon_learning_rate=2e-3, epsilon_batch="mixed", min_entropy="auto"),
+    ),
+    "metasaclag-slow": ("MetaSACLag", dict(epsilon_learning_rate=2e-3, min_entropy="auto")),
+    "metasaclag-floor": ("MetaSACLag", dict(min_entropy="auto")),
+    "metasaclag-floor-nu1": ("MetaSACLag", dict(min_entropy="auto", nu=1.0)),
+}
+#: The contenders of the issue's table (the others are screening candidates, run with --contenders).
+MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac"]
+
+
+def run_one(out: str, task: str, contender: str, seed: int, extra: dict[str, Any]) -> str:
+    """Train and evaluate one run, write its JSON file, return its path (nothing is done if the file exists)."""
+    import torch as th
+    from stable_baselines3 import SAC
+
+    import sb3_metasaclag
+    from sb3_metasaclag.common.callbacks import SafetyHistoryCallback
+    from sb3_metasaclag.common.evaluation import evaluate_safe_policy
+    from sb3_metasaclag.common.wrappers import CostMonitor
+
+    path = os.path.join(out, "runs", task, contender, f"seed{seed}.json")
+    if os.path.exists(path):
+        return path
+    th.set_num_threads(1)
+    env_id, steps, n_eval, every, task_kwargs = TASKS[task]
+    algo_name, algo_kwargs = CONTENDERS[contender]
+    kwargs = {k: v for k, v in task_kwargs.items() if k != "net_arch"}
+    kwargs.update(algo_kwargs)
+    kwargs.update(extra)
+    policy_kwargs = dict(net_arch=task_kwargs.get("net_arch", [64, 64]))
+    import gymnasium as gym
+
+    env = CostMonitor(gym.make(env_id))
+    algo = SAC if algo_name == "SAC" else getattr(sb3_metasaclag, algo_name)
+    model = algo("MlpPolicy", env, seed=seed, policy_kwargs=policy_kwargs, **kwargs)
+    history = SafetyHistoryCallback()
+    evaluations = []
+    start = time.perf_counter()
+    while model.num_timesteps < steps:
+        model.learn(min(every, steps - model.num_timesteps), callback=history, reset_num_timesteps=False)
+        evaluations.append({"timestep": model.num_timesteps, **evaluate_safe_policy(model, env_id, n_eval)})
+    wall = time.perf_counter() - start
+    final = evaluations[-1]
+    result = {
+        "task": task,
+        "env_id": env_id,
+        "contender": contender,
+        "algo": algo_name,
+        "kwargs": kwargs,
+        "net_arch": policy_kwargs["net_arch"],
+        "seed": seed,
+        "steps": steps,
+        "wall_seconds": round(wall, 1),
+        "final": final,
+        "training_violating_episodes": int(sum(v > 0 for v in history.history["violations"])),
+        "training_episodes": len(history.history["violations"]),
+        "evaluations": evaluations,
+        "history": history.history,
+    }
+    result["epsilon_range_last_quarter"] = last_quarter_range(result, "epsilon")
+    result["history"] = thin(history.history)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as file:
+        json.dump(result, file)
+    os.replace(path + ".tmp", path)  # a run that dies leaves no result behind: the next invocation redoes it
+    return path
+
+
+def _run_star(args: tuple) -> str:
+    path = run_one(*args)
+    print(f"done {path}", flush=True)
+    return path
+
+
+def load_results(out: str) -> list[dict[str, Any]]:
+    results = []
+    for root, _, files in os.walk(os.path.join(out, "runs")):
+        for name in sorted(files):
+            if name.endswith(".json"):
+                with open(os.path.join(root, name)) as file:
+                    results.append(json.load(file))
+    return results
+
+
+def thin(history: dict[str, list[float]], rows: int = 1_000) -> dict[str, list[float]]:
+    """At most ``rows`` evenly spaced episodes of a training history (and always the last), to keep the files small."""
+    n = len(history["timestep"])
+    if n <= rows:
+        return history
+    keep = sorted(set(np.linspace(0, n - 1, rows).round().astype(int).tolist()))
+    return {key: [values[i] for i in keep] for key, values in history.items()}
+
+
+def last_quarter_range(result: dict[str, Any], key: str) -> float:
+    """Range (max - min) of ``key`` over the episodes of the last quarter of training (NaN if not recorded)."""
+    history = result["history"]
+    values = [v for t, v in zip(history["timestep"], history[key]) if t >= 0.75 * result["steps"] and not math.isnan(v)]
+    return float(max(values) - min(values)) if values else float("nan")
+
+
+def _mean_std(values: list[float], digits: int = 2) -> str:
+    array = np.asarray(values, dtype=float)
+    if np.all(np.isnan(array)):
+        return "-"
+    return f"{np.nanmean(array):.{digits}f} ± {np.nanstd(array):.{digits}f}"
+
+
+def report(out: str) -> None:
+    results = load_results(out)
+    screening = os.path.basename(os.path.normpath(out)) == "screening"
+    tasks = [task for task in TASKS if any(r["task"] == task for r in results)]
+    lines = [
+        "# Outer-loop rules screened (issue 12)" if screening else "# Outer-loop evidence (issue 12)",
+        "",
+        "Written by `python scripts/outer_loop_experiment.py report` from the runs under `runs/` "
+        "(`python scripts/outer_loop_experiment.py run` makes them). Mean ± standard deviation over seeds; "
+        "final evaluation: deterministic policy on fixed seeds; training violations: episodes with at least one "
+        "violating step, summed over training; `epsilon` range: max - min over the episodes of the last quarter.",
+        "",
+    ]
+    notes = os.path.join(out, "notes.md")  # commentary kept beside the generated tables
+    if os.path.exists(notes):
+        with open(notes) as file:
+            lines += [file.read().strip(), ""]
+    for task in tasks:
+        env_id, steps, n_eval, _, _ = TASKS[task]
+        lines += [f"## {task}: `{env_id}`, {steps:,} steps, {n_eval} evaluation episodes", ""]
+        lines += [
+            "| contender | seeds | eval return | eval success | eval violation rate | training violating episodes "
+            "| final epsilon | epsilon range, last quarter | final alpha | final nu | minutes |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for contender in CONTENDERS:
+            runs = [r for r in results if r["task"] == task and r["contender"] == contender]
+            if not runs:
+                continue
+
+            def last(r: dict[str, Any], key: str) -> float:
+                values = r["history"][key]
+                return values[-1] if values else float("nan")
+
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        contender,
+                        ", ".join(str(r["seed"]) for r in runs),
+                        _mean_std([r["final"]["return"] for r in runs]),
+                        # Only the navigation tasks have a goal (older runs stored 0 for the others).
+                        _mean_std([r["final"]["success"] if "Navigation" in env_id else math.nan for r in runs]),
+                        _mean_std([r["final"]["violation"] for r in runs]),
+                        _mean_std([r["training_violating_episodes"] for r in runs], 0),
+                        _mean_std([last(r, "epsilon") for r in runs], 3),
+                        _mean_std([r.get("epsilon_range_last_quarter", last_quarter_range(r, "epsilon")) for r in runs], 3),
+                        _mean_std([last(r, "alpha") for r in runs], 4),
+                        _mean_std([last(r, "nu") for r in runs], 2),
+                        _mean_std([r["wall_seconds"] / 60 for r in runs], 1),
+                    ]
+                )
+                + " |"
+            )
+        lines.append("")
+        plot_task(results, task, os.path.join(out, f"{task}.png"))
+        lines += [f"![{task}]({task}.png)", ""]
+    with open(os.path.join(out, "screening.md" if screening else "results.md"), "w") as file:
+        file.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+def plot_task(results: list[dict[str, Any]], task: str, path: str) -> None:
+    """Fig. 2 rows for one task: evaluation return, windowed violation rate, epsilon, alpha, nu (mean and range)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("eval return", "return"), ("training violation rate\n(last 100 episodes)", "violation_rate")]
+    rows += [("epsilon", "epsilon"), ("alpha", "alpha"), ("nu", "nu")]
+    figure, axes = plt.subplots(len(rows), 1, figsize=(7, 11), sharex=True)
+    steps = TASKS[task][1]
+    grid = np.linspace(0, steps, 101)
+    for index, contender in enumerate(CONTENDERS):
+        runs = [r for r in results if r["task"] == task and r["contender"] == contender]
+        if not runs:
+            continue
+        color = plt.get_cmap("tab10" if len(CONTENDERS) <= 10 else "tab20")(index % 20)
+        for axis, (label, key) in zip(axes, rows):
+            if key == "return":
+                curves = [
+                    np.interp(
+                        grid,
+                        [0] + [e["timestep"] for e in r["evaluations"]],
+                        [np.nan] + [e["return"] for e in r["evaluations"]],
+                    )
+                    for r in runs
+                ]
+            else:
+                curves = []
+                for r in runs:
+                    t, v = np.asarray(r["history"]["timestep"]), np.asarray(r["history"][key], dtype=float)
+                    if len(t) == 0 or np.all(np.isnan(v)):
+                        continue
+                    curves.append(np.interp(grid, t, v, left=np.nan))
+            if not curves:
+                continue
+            stack = np.vstack(curves)
+            axis.plot(grid, np.nanmean(stack, axis=0), color=color, lw=1.5, label=f"{contender} ({len(runs)} seeds)")
+            axis.fill_between(grid, np.nanmin(stack, axis=0), np.nanmax(stack, axis=0), color=color, alpha=0.15, lw=0)
+            axis.set_ylabel(label, fontsize=8)
+    for axis, (_, key) in zip(axes, rows):
+        axis.grid(alpha=0.3)
+        if key == "alpha":
+            axis.set_yscale("log")
+        elif key == "nu":
+            axis.set_yscale("symlog", linthresh=1.0)
+    axes[0].legend(fontsize=7, loc="best")
+    axes[-1].set_xlabel("environment steps")
+    figure.suptitle(f"{task}: {TASKS[task][0]} (mean over seeds, band: min-max)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run", "report"])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--contenders", nargs="+", default=MAIN_CONTENDERS, choices=list(CONTENDERS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default=os.path.join("docs", "outer_loop"))
+    parser.add_argument("--params", nargs="*", default=[], help="key=value arguments for every contender")
+    args = parser.parse_args()
+    if args.command == "report":
+        report(args.out)
+        return
+    extra = {key: parse_value(value) for key, value in (pair.split("=", 1) for pair in args.params)}
+    jobs = [(args.out, t, c, s, extra) for t in args.tasks for s in args.seeds for c in args.contenders]
+    with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
+        for _ in pool.imap_unordered(_run_star, jobs):
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The outer update rules of MetaSACLag (issue 12): the averaged rule, the paper's rule, the straight-through nu'."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch as th
+
+from sb3_metasaclag import MetaSACLag
+from sb3_metasaclag.common.lagrangian import LagrangeMultiplier
+
+SMALL = dict(
+    learning_starts=50, batch_size=32, n_initial_states=8, initial_state_batch_size=8, policy_kwargs=dict(net_arch=[16])
+)
+
+
+def test_defaults_of_each_rule():
+    averaged = MetaSACLag("MlpPolicy", "SafeBandit-v0", **SMALL)
+    assert (averaged.outer_rule, averaged.meta_interval, averaged.nu_derivative) == ("averaged", 20, "straight_through")
+    assert isinstance(averaged.epsilon_optimizer, th.optim.Rprop) and isinstance(averaged.ent_coef_optimizer, th.optim.Rprop)
+    assert averaged.lagrangian.straight_through and averaged.entropy_floor is None
+    assert MetaSACLag("MlpPolicy", "SafeBandit-v0", min_entropy="auto", **SMALL).entropy_floor == -1.0  # SAC v2's -dim(A)
+    assert averaged.epsilon_band == 0.05
+    paper = MetaSACLag("MlpPolicy", "SafeBandit-v0", outer_rule="paper", **SMALL)
+    assert (paper.outer_rule, paper.meta_interval, paper.nu_derivative) == ("paper", 1, "projected")
+    assert isinstance(paper.epsilon_optimizer, th.optim.RMSprop) and isinstance(paper.ent_coef_optimizer, th.optim.Adam)
+    assert not paper.lagrangian.straight_through and paper.entropy_floor is None and paper.epsilon_band is None
+    assert (paper.epsilon_learning_rate, paper.alpha_learning_rate) == (1e-2, 3e-3)
+
+
+def _recording(model):
+    """Wrap model.meta_gradients to record each step's meta-gradients and mean log-probability."""
+    records = []
+    original = model.meta_gradients
+
+    def spy(*args, **kwargs):
+        step = original(*args, **kwargs)
+        records.append((step.grad_epsilon.item(), (step.grad_alpha * model.alpha).item(), step.inner.mean_log_prob.item()))
+        return step
+
+    model.meta_gradients = spy
+    return records
+
+
+@pytest.mark.parametrize("min_entropy", [-np.inf, 50.0])
+def test_averaged_rule_steps_once_per_interval_on_the_mean_meta_gradient(min_entropy):
+    interval = 7
+    kwargs = {**SMALL, "learning_starts": 1_000}
+    model = MetaSACLag(
+        "MlpPolicy",
+        "SafeBandit-v0",
+        meta_interval=interval,
+        epsilon=0.5,
+        alpha=0.5,
+        min_entropy=min_entropy,
+        epsilon_band=np.inf,  # the band is tested below
+        seed=0,
+        **kwargs,
+    )
+    model.learn(60)  # fills the buffer, no gradient step yet
+    records = _recording(model)
+    epsilon0, log_alpha0 = model.epsilon.item(), model.log_ent_coef.item()
+    values = [(epsilon0, log_alpha0)]
+    for _ in range(2 * interval):
+        model.train(gradient_steps=1, batch_size=model.batch_size)
+        values.append((model.epsilon.item(), model.log_ent_coef.item()))
+    # epsilon and log alpha change exactly when an interval completes.
+    for n_updates in range(1, 2 * interval + 1):
+        completed = n_updates % interval == 0
+        (epsilon, log_alpha), (previous_epsilon, previous_log_alpha) = values[n_updates], values[n_updates - 1]
+        assert (epsilon != previous_epsilon) == completed, n_updates
+        assert (log_alpha != previous_log_alpha) == completed, n_updates
+    # The first outer step is Rprop's first step: the initial step size times the sign of the mean meta-gradient.
+    first = np.asarray(records[:interval])
+    epsilon_after, log_alpha_after = values[interval]
+    assert epsilon_after == pytest.approx(epsilon0 + model.epsilon_learning_rate * np.sign(first[:, 0].mean()), abs=1e-7)
+    below_floor = -first[:, 2].mean() < min_entropy
+    alpha_direction = 1.0 if below_floor else np.sign(first[:, 1].mean())
+    assert log_alpha_after == pytest.approx(log_alpha0 + model.alpha_learning_rate * alpha_direction, abs=1e-7)
+    assert below_floor == (min_entropy == 50.0)
+
+
+def test_entropy_floor_raises_alpha_whatever_the_meta_gradient():
+    # An unreachable floor: every outer step raises alpha, until it reaches its bound 1.
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", alpha=0.2, min_entropy=100.0, meta_interval=5, seed=0, **SMALL)
+    model.learn(300)
+    assert model.alpha.item() > 0.2
+    free = MetaSACLag("MlpPolicy", "SafeBandit-v0", alpha=0.2, min_entropy=-np.inf, meta_interval=5, seed=0, **SMALL)
+    free.learn(300)
+    assert free.alpha.item() != model.alpha.item()
+
+
+def test_straight_through_derivative_survives_the_projection():
+    projected = LagrangeMultiplier(0.01, learning_rate=0.1)
+    straight = LagrangeMultiplier(0.01, learning_rate=0.1, straight_through=True)
+    for multiplier in (projected, straight):
+        for _ in range(5):  # warm RMSProp's average: its very first step is sign-like, with a zero derivative
+            multiplier.step(th.tensor(0.5), 0.2)
+        multiplier.nu.data.fill_(0.001)
+    # J_c far below epsilon: the step takes nu below 0, where the projection clips it.
+    for multiplier in (projected, straight):
+        nu, _, derivative = multiplier.step_with_derivative(th.tensor(0.0), 0.9)
+        assert nu.item() == 0.0
+        epsilon = th.tensor(0.9, requires_grad=True)
+        differentiable, _ = multiplier.differentiable_step(th.tensor(0.0), epsilon)
+        (autograd_derivative,) = th.autograd.grad(differentiable, epsilon)
+        assert differentiable.item() == 0.0 and autograd_derivative.item() == pytest.approx(derivative.item())
+        if multiplier is projected:
+            assert derivative.item() == 0.0
+        else:
+            # d nu'/d epsilon of the unprojected RMSProp step: nu' decreases as epsilon rises.
+            assert derivative.item() < 0.0
+    # Off the projection both are the same function.
+    for multiplier in (projected, straight):
+        multiplier.nu.data.fill_(5.0)
+    a = projected.step_with_derivative(th.tensor(0.3), 0.2)
+    b = straight.step_with_derivative(th.tensor(0.3), 0.2)
+    assert a[0].item() == b[0].item() and a[2].item() == b[2].item() != 0.0
+
+
+def test_model_saved_before_the_outer_rules_loads_with_the_papers_rule(tmp_path):
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", outer_rule="paper", seed=0, **SMALL)
+    model.learn(80)
+    model.save(tmp_path / "new")
+    # Rewrite the archive as 0.1.0 wrote it: no outer-rule arguments or accumulators in "data".
+    with zipfile.ZipFile(tmp_path / "new.zip") as source, zipfile.ZipFile(tmp_path / "old.zip", "w") as target:
+        for item in source.infolist():
+            content = source.read(item.filename)
+            if item.filename == "data":
+                data = json.loads(content)
+                for key in ("outer_rule", "meta_interval", "nu_derivative", "min_entropy", "_meta_sums", "_meta_count"):
+                    data.pop(key)
+                content = json.dumps(data).encode()
+            target.writestr(item, content)
+    loaded = MetaSACLag.load(tmp_path / "old.zip")
+    assert (loaded.outer_rule, loaded.meta_interval, loaded.nu_derivative) == ("paper", 1, "projected")
+    assert isinstance(loaded.epsilon_optimizer, th.optim.RMSprop)
+    assert loaded.epsilon.item() == model.epsilon.item() and loaded.alpha.item() == model.alpha.item()
+    loaded.set_env(model.get_env())
+    loaded.learn(20, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 100 and loaded._n_updates == model._n_updates + 20
+
+
+@pytest.mark.parametrize("band", [0.05, np.inf])
+def test_epsilon_band_keeps_epsilon_near_the_measured_safety_value(band):
+    model = MetaSACLag("MlpPolicy", "SafeNavigation2DSoft-v0", epsilon_band=band, meta_interval=5, seed=0, **SMALL)
+    seen = []
+    original = model._outer_step
+
+    def spy():
+        safety = (model._meta_sums["safety"] / model._meta_count).item()
+        original()
+        seen.append((safety, model.epsilon.item()))
+
+    model._outer_step = spy
+    model.learn(400)
+    assert len(seen) == model._n_updates // 5 > 0
+    if np.isfinite(band):
+        assert all(max(0.0, safety - band) - 1e-6 <= epsilon <= min(1.0, safety + band) + 1e-6 for safety, epsilon in seen)
+    else:
+        # Without the band epsilon starts at 1, far above the safety values measured here: the band is what binds.
+        assert any(epsilon > safety + 0.05 for safety, epsilon in seen)
