@@ -99,7 +99,7 @@ def plot(results: dict[str, dict[str, Any]], reference: dict[str, float] | None,
 
     rows = [
         ("eval return\n(deterministic)", "return"),
-        ("training violation rate\n(last 100 episodes)", "violation_rate"),
+        ("training violating steps\nper episode (last 100)", "violation_rate"),
         ("epsilon\n(safety threshold)", "epsilon"),
         ("alpha\n(entropy temperature)", "alpha"),
         ("nu\n(Lagrange multiplier)", "nu"),
@@ -154,7 +154,7 @@ def summary_rows(results: dict[str, dict[str, Any]], reference: dict[str, float]
             "training": f"{result['training_violating_episodes']} of {result['training_episodes']}",
             "window": f"{last['violation_rate']:.2f}",
             "epsilon": "-" if np.isnan(last["epsilon"]) else f"{last['epsilon']:.3f}",
-            "alpha": f"{last['alpha']:.4f}",
+            "alpha": f"{last['alpha']:.2g}",
             "nu": "-" if np.isnan(last["nu"]) else f"{last['nu']:.2f}",
             "wall": f"{result['wall']:.0f} s",
         }
@@ -166,7 +166,7 @@ def summary_rows(results: dict[str, dict[str, Any]], reference: dict[str, float]
         ("violation", "eval episodes with a violation"),
         ("cost", "eval violating steps per episode"),
         ("training", "training episodes with a violation"),
-        ("window", "training violation rate, last 100 episodes"),
+        ("window", "training violating steps per episode, last 100"),
         ("epsilon", "final epsilon (initial 1.0)"),
         ("alpha", "final alpha (initial 1.0)"),
         ("nu", "final nu (initial 10.0)"),
@@ -180,10 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     from sb3_metasaclag.common.evaluation import evaluate_safe_policy
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--timesteps", type=int, default=8_000)
+    parser.add_argument("--timesteps", type=int, default=12_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env", default="SafeCircleSoft-v0")
-    parser.add_argument("--eval-every", type=int, default=1_000)
+    parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--out", default=os.path.join("runs", "demo"))
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)

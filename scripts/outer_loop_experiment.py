@@ -163,6 +163,12 @@ def _mean_std(values: list[float], digits: int = 2) -> str:
     return f"{np.nanmean(array):.{digits}f} ± {np.nanstd(array):.{digits}f}"
 
 
+def _mean_std_g(values: list[float]) -> str:
+    """Mean and standard deviation in significant digits (for values spanning decades, like alpha)."""
+    array = np.asarray(values, dtype=float)
+    return "-" if np.all(np.isnan(array)) else f"{np.nanmean(array):.2g} ± {np.nanstd(array):.2g}"
+
+
 def report(out: str) -> None:
     results = load_results(out)
     screening = os.path.basename(os.path.normpath(out)) == "screening"
@@ -172,8 +178,10 @@ def report(out: str) -> None:
         "",
         "Written by `python scripts/outer_loop_experiment.py report` from the runs under `runs/` "
         "(`python scripts/outer_loop_experiment.py run` makes them). Mean ± standard deviation over seeds; "
-        "final evaluation: deterministic policy on fixed seeds; training violations: episodes with at least one "
-        "violating step, summed over training; `epsilon` range: max - min over the episodes of the last quarter.",
+        "final evaluation: deterministic policy on fixed seeds (violation rate: share of episodes with a violation); "
+        "training violating episodes: episodes with at least one violating step, summed over training; `epsilon` "
+        "range: max - min over the episodes of the last quarter. Plots: the training curve is the number of "
+        "violating steps per episode over the last 100 episodes (the paper's windowed violation rate).",
         "",
     ]
     notes = os.path.join(out, "notes.md")  # commentary kept beside the generated tables
@@ -210,7 +218,7 @@ def report(out: str) -> None:
                         _mean_std([r["training_violating_episodes"] for r in runs], 0),
                         _mean_std([last(r, "epsilon") for r in runs], 3),
                         _mean_std([r.get("epsilon_range_last_quarter", last_quarter_range(r, "epsilon")) for r in runs], 3),
-                        _mean_std([last(r, "alpha") for r in runs], 4),
+                        _mean_std_g([last(r, "alpha") for r in runs]),
                         _mean_std([last(r, "nu") for r in runs], 2),
                         _mean_std([r["wall_seconds"] / 60 for r in runs], 1),
                     ]
@@ -218,11 +226,44 @@ def report(out: str) -> None:
                 + " |"
             )
         lines.append("")
+        if not screening:
+            lines += criteria(results, task)
         plot_task(results, task, os.path.join(out, f"{task}.png"))
         lines += [f"![{task}]({task}.png)", ""]
     with open(os.path.join(out, "screening.md" if screening else "results.md"), "w") as file:
         file.write("\n".join(lines))
     print("\n".join(lines))
+
+
+def criteria(results: list[dict[str, Any]], task: str, ours: str = "metasaclag") -> list[str]:
+    """The outer-loop issue's criteria for ``ours`` on one task, each with its numbers and PASS or FAIL."""
+    runs = {c: [r for r in results if r["task"] == task and r["contender"] == c] for c in (ours, "saclag", "sac")}
+    if not runs[ours] or not runs["saclag"] or not runs["sac"]:
+        return ["Criteria: not all of Meta SAC-Lag, SACLag and SAC have runs yet.", ""]
+
+    def mean(contender: str, value: Any) -> float:
+        return float(np.mean([value(r) for r in runs[contender]]))
+
+    ranges = [r.get("epsilon_range_last_quarter", last_quarter_range(r, "epsilon")) for r in runs[ours]]
+    training = {c: mean(c, lambda r: r["training_violating_episodes"]) for c in (ours, "saclag", "sac")}
+    violation = mean(ours, lambda r: r["final"]["violation"])
+    returns = {c: mean(c, lambda r: r["final"]["return"]) for c in (ours, "saclag")}
+    checks = [
+        (f"`epsilon` range over the last quarter <= 0.1 on every seed: max {max(ranges):.3f}", max(ranges) <= 0.1),
+        (
+            f"training violating episodes {training[ours]:.0f} <= SACLag's {training['saclag']:.0f} "
+            f"and < SAC's {training['sac']:.0f}",
+            training[ours] <= training["saclag"] and training[ours] < training["sac"],
+        ),
+        (f"final evaluation violation rate {violation:.2f} <= 0.10", violation <= 0.1),
+        (
+            f"final evaluation return {returns[ours]:.2f} >= 90 % of SACLag's {returns['saclag']:.2f}",
+            returns[ours] >= 0.9 * returns["saclag"] if returns["saclag"] > 0 else returns[ours] >= returns["saclag"],
+        ),
+    ]
+    lines = [f"Criteria of the outer-loop issue for `{ours}` (means over its {len(runs[ours])} seeds):", ""]
+    lines += [f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in checks]
+    return lines + [""]
 
 
 def plot_task(results: list[dict[str, Any]], task: str, path: str) -> None:
@@ -232,7 +273,7 @@ def plot_task(results: list[dict[str, Any]], task: str, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [("eval return", "return"), ("training violation rate\n(last 100 episodes)", "violation_rate")]
+    rows = [("eval return", "return"), ("training violating steps\nper episode (last 100)", "violation_rate")]
     rows += [("epsilon", "epsilon"), ("alpha", "alpha"), ("nu", "nu")]
     figure, axes = plt.subplots(len(rows), 1, figsize=(7, 11), sharex=True)
     steps = TASKS[task][1]

@@ -174,6 +174,7 @@ def test_env_without_cost_fails_at_first_step_with_advice():
         (dict(min_entropy=float("nan")), "min_entropy must be a float below inf"),
         (dict(outer_rule="paper", min_entropy=-1.0), "no entropy floor"),
         (dict(epsilon_band=-0.1), "epsilon_band must lie in"),
+        (dict(alpha_max_grad_norm=0.0), "alpha_max_grad_norm must lie in"),
         (dict(outer_rule="paper", epsilon_band=0.1), "no epsilon band"),
         (dict(epsilon_learning_rate=float("inf")), "epsilon_learning_rate must lie in"),
     ],

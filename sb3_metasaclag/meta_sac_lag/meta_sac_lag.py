@@ -296,6 +296,8 @@ class MetaSACLag(SafeSACBase):
         alpha_learning_rate = defaults["alpha_learning_rate"] if alpha_learning_rate is None else alpha_learning_rate
         check_range("epsilon_learning_rate", epsilon_learning_rate, 0.0, math.inf, low_open=True, high_open=True)
         check_range("alpha_learning_rate", alpha_learning_rate, 0.0, math.inf, low_open=True, high_open=True)
+        if alpha_max_grad_norm is not None:
+            check_range("alpha_max_grad_norm", alpha_max_grad_norm, 0.0, math.inf, low_open=True)
         _check_outer_rule_arguments(outer_rule, meta_interval, nu_derivative, min_entropy, epsilon_band)
         # With _init_setup_model=False (as in load()), the rule comes from the saved data; models saved before the rule
         # existed (no "outer_rule" in their data) used the paper's rule: see _resolve_outer_rule().
