@@ -403,9 +403,11 @@ class MetaSACLag(SafeSACBase):
             # Ascent on J_eps averaged over meta_interval gradient steps, with sign-adaptive step sizes.
             self.epsilon_optimizer = _rprop(self.epsilon, self.epsilon_learning_rate)  # type: ignore[assignment]
             self.epsilon_rmsprop = None
-        if getattr(self, "_meta_sums", None) is None:  # kept when load() restores a model in the middle of an interval
+        if getattr(self, "_meta_sums", None) is None:
             self._meta_sums = {key: th.zeros((), device=self.device) for key in ("epsilon", "log_alpha", "log_prob", "safety")}
             self._meta_count = 0
+        else:  # load() restored a model in the middle of an interval, possibly onto another device
+            self._meta_sums = {key: value.to(self.device) for key, value in self._meta_sums.items()}
         self.actor_rmsprop = DifferentiableRMSprop(self.actor.optimizer)  # type: ignore[arg-type]
         self._actor_parameter_names = [name for name, _ in self.actor.named_parameters()]
 
