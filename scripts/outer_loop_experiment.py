@@ -18,6 +18,7 @@ Until the experiment runner of issue 13 exists this script is the one command; i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing
@@ -125,9 +126,7 @@ def run_one(out: str, task: str, contender: str, seed: int, extra: dict[str, Any
 
 
 def _run_star(args: tuple) -> str:
-    path = run_one(*args)
-    print(f"done {path}", flush=True)
-    return path
+    return run_one(*args)
 
 
 def load_results(out: str) -> list[dict[str, Any]]:
@@ -321,11 +320,10 @@ def plot_task(results: list[dict[str, Any]], task: str, path: str) -> None:
 
 
 def parse_value(text: str) -> Any:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"inf"`` -> inf, anything else stays a string."""
     for cast in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return cast(text)
-        except ValueError:
-            pass
     return text
 
 
@@ -345,8 +343,8 @@ def main() -> None:
     extra = {key: parse_value(value) for key, value in (pair.split("=", 1) for pair in args.params)}
     jobs = [(args.out, t, c, s, extra) for t in args.tasks for s in args.seeds for c in args.contenders]
     with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
-        for _ in pool.imap_unordered(_run_star, jobs):
-            pass
+        for path in pool.imap_unordered(_run_star, jobs):
+            print(f"done {path}", flush=True)
 
 
 if __name__ == "__main__":

@@ -519,7 +519,8 @@ class MetaSACLag(SafeSACBase):
         alpha = self.alpha.detach().clone().requires_grad_(True)
         actions, log_prob = self.actor.action_log_prob(observations)
         qr, qc = self.twin_q_values(observations, actions)
-        new_nu, nu_state = self.lagrangian.differentiable_step(qc.amax(dim=1).mean(), epsilon)
+        safety_term = qc.amax(dim=1).mean()
+        new_nu, nu_state = self.lagrangian.differentiable_step(safety_term, epsilon)
         actor_loss = alpha * log_prob.mean() - self.penalised_value(qr, qc, new_nu).mean()
         params = self.actor_rmsprop.params
         grads = th.autograd.grad(actor_loss, params, create_graph=True)
@@ -544,7 +545,7 @@ class MetaSACLag(SafeSACBase):
             [],
             actor_loss.detach(),
             log_prob.mean().detach(),
-            qc.amax(dim=1).mean().detach(),
+            safety_term.detach(),
         )
         return MetaStep(inner, j_eps, grad_epsilon, epsilon_next, epsilon_state, j_alpha, grad_alpha)
 
