@@ -62,6 +62,10 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     "metasaclag-slow": ("MetaSACLag", dict(epsilon_learning_rate=2e-3, min_entropy="auto")),
     "metasaclag-floor": ("MetaSACLag", dict(min_entropy="auto")),
     "metasaclag-floor-nu1": ("MetaSACLag", dict(min_entropy="auto", nu=1.0)),
+    # Session 2: a one-sided band (epsilon never below the measured J_c, so nu cannot wind up against an unreachable
+    # threshold) and a larger smallest Rprop step (so that alpha cannot freeze where its meta-gradient is noise).
+    "metasaclag-band0": ("MetaSACLag", dict(epsilon_band=(0.0, 0.05))),
+    "metasaclag-band0-step": ("MetaSACLag", dict(epsilon_band=(0.0, 0.05), outer_step_bounds=(0.1, 5.0))),
 }
 #: The contenders of the issue's table (the others are screening candidates, run with --contenders).
 MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac"]

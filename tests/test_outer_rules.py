@@ -142,7 +142,7 @@ def test_model_saved_before_the_outer_rules_loads_with_the_papers_rule(tmp_path)
     assert loaded.num_timesteps == 100 and loaded._n_updates == model._n_updates + 20
 
 
-@pytest.mark.parametrize("band", [0.05, np.inf])
+@pytest.mark.parametrize("band", [0.05, (0.0, 0.05), np.inf])
 def test_epsilon_band_keeps_epsilon_near_the_measured_safety_value(band):
     model = MetaSACLag("MlpPolicy", "SafeNavigation2DSoft-v0", epsilon_band=band, meta_interval=5, seed=0, **SMALL)
     seen = []
@@ -156,8 +156,36 @@ def test_epsilon_band_keeps_epsilon_near_the_measured_safety_value(band):
     model._outer_step = spy
     model.learn(400)
     assert len(seen) == model._n_updates // 5 > 0
-    if np.isfinite(band):
-        assert all(max(0.0, safety - band) - 1e-6 <= epsilon <= min(1.0, safety + band) + 1e-6 for safety, epsilon in seen)
+    if np.all(np.isfinite(band)):
+        below, above = (band, band) if np.isscalar(band) else band
+        assert all(max(0.0, safety - below) - 1e-6 <= epsilon <= min(1.0, safety + above) + 1e-6 for safety, epsilon in seen)
     else:
         # Without the band epsilon starts at 1, far above the safety values measured here: the band is what binds.
         assert any(epsilon > safety + 0.05 for safety, epsilon in seen)
+
+
+def test_outer_step_bounds_set_the_rprop_step_sizes():
+    default = MetaSACLag("MlpPolicy", "SafeBandit-v0", **SMALL)
+    assert default.outer_step_bounds == (1e-3, 5.0)
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", outer_step_bounds=(0.1, 2.0), epsilon_learning_rate=0.02, **SMALL)
+    for optimizer, lr in ((model.epsilon_optimizer, 0.02), (model.ent_coef_optimizer, 1e-2)):
+        assert optimizer.param_groups[0]["step_sizes"] == pytest.approx((0.1 * lr, 2.0 * lr))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(epsilon_band=(0.1,)), "pair"),
+        (dict(epsilon_band="wide"), "pair"),
+        (dict(epsilon_band=(-0.1, 0.05)), "below"),
+        (dict(epsilon_band=(0.0, float("nan"))), "above"),
+        (dict(outer_step_bounds=(0.0, 5.0)), "smallest"),
+        (dict(outer_step_bounds=(2.0, 1.0)), "largest"),
+        (dict(outer_step_bounds=1.0), "pair"),
+        (dict(outer_rule="paper", outer_step_bounds=(0.1, 5.0)), "paper"),
+        (dict(outer_rule="paper", epsilon_band=(0.0, 0.05)), "paper"),
+    ],
+)
+def test_bad_band_or_step_bounds_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MetaSACLag("MlpPolicy", "SafeBandit-v0", **kwargs, **SMALL)

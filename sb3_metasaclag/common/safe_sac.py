@@ -186,6 +186,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         self._create_aliases()
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
+        self._target_pairs: tuple[list[th.Tensor], list[th.Tensor]] | None = None  # built at the first Polyak update
         self.lagrangian = LagrangeMultiplier(
             self.initial_nu, self.nu_learning_rate, self.rmsprop_kwargs, self.device, self.lagrangian_straight_through
         )
@@ -332,9 +333,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             for key, value in values.items():
                 logs.setdefault(key, []).append(value.detach())
             if gradient_step % self.target_update_interval == 0:
-                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
-                polyak_update(self.safety_critic.parameters(), self.safety_critic_target.parameters(), self.tau)
-                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+                self._polyak_update_targets()
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         means = th.stack([th.stack(values).float().mean() for values in logs.values()]).cpu().numpy()
@@ -343,6 +342,19 @@ class SafeSACBase(OffPolicyAlgorithm):
         self.logger.record("train/ent_coef", float(self.alpha.item()))
         self.logger.record("train/nu", self.lagrangian.value)
         self.logger.record("train/epsilon", float(self.epsilon.item()))
+
+    def _polyak_update_targets(self) -> None:
+        """Polyak-update both target critics (SB3's ``polyak_update``, as two foreach ops over all their parameters:
+        the same arithmetic, in two kernels instead of two per parameter) and copy their batch-norm statistics."""
+        if self._target_pairs is None:
+            sources: list[th.Tensor] = [*self.critic.parameters(), *self.safety_critic.parameters()]
+            targets: list[th.Tensor] = [*self.critic_target.parameters(), *self.safety_critic_target.parameters()]
+            self._target_pairs = (sources, targets)
+        sources, targets = self._target_pairs
+        with th.no_grad():
+            th._foreach_mul_(targets, 1 - self.tau)
+            th._foreach_add_(targets, sources, alpha=self.tau)
+        polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
 
     def sample_main_batch(self, batch_size: int) -> ConstraintReplayBufferSamples:
         """A batch ``B`` (or ``B'``) for the reward critics and the actor: from ``D``, or from every transition."""
@@ -447,6 +459,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             "_episode_costs",
             "_episode_violations",
             "_actor_parameter_names",
+            "_target_pairs",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

@@ -28,6 +28,7 @@ OUTER_RULE_DEFAULTS: dict[str, dict[str, Any]] = {
         nu_derivative="projected",
         min_entropy=None,
         epsilon_band=None,
+        outer_step_bounds=None,
     ),
     "averaged": dict(
         epsilon_learning_rate=1e-2,
@@ -36,23 +37,35 @@ OUTER_RULE_DEFAULTS: dict[str, dict[str, Any]] = {
         nu_derivative="straight_through",
         min_entropy=-math.inf,
         epsilon_band=0.05,
+        outer_step_bounds=(1e-3, 5.0),
     ),
 }
 #: Lower bound of log alpha (alpha >= 2e-9): a numerical guard, far below any useful temperature, so that alpha stays
 #: positive in float32 however long the outer steps push it down.
 LOG_ALPHA_MIN = -20.0
-#: Bounds of the Rprop step sizes of the averaged rule, as multiples of the initial step (the learning rate).
-RPROP_STEP_BOUNDS = (1e-3, 5.0)
 
 
-def _rprop(parameter: th.Tensor, learning_rate: float) -> th.optim.Rprop:
-    """Rprop ascent with steps between ``RPROP_STEP_BOUNDS`` times ``learning_rate``, its initial step."""
-    low, high = RPROP_STEP_BOUNDS
+def _rprop(parameter: th.Tensor, learning_rate: float, bounds: tuple[float, float]) -> th.optim.Rprop:
+    """Rprop ascent with steps between ``bounds`` times ``learning_rate``, its initial step."""
+    low, high = bounds
     return th.optim.Rprop([parameter], lr=learning_rate, step_sizes=(low * learning_rate, high * learning_rate), maximize=True)
 
 
+def _band_edges(epsilon_band: float | Sequence[float]) -> tuple[float, float]:
+    """``(below, above)``: how far ``epsilon`` may sit below and above the mean ``J_c`` (a float: the same both ways)."""
+    if isinstance(epsilon_band, (int, float)):
+        return float(epsilon_band), float(epsilon_band)
+    below, above = epsilon_band
+    return float(below), float(above)
+
+
 def _check_outer_rule_arguments(
-    outer_rule: str, meta_interval: int | None, nu_derivative: str | None, min_entropy: Any, epsilon_band: float | None
+    outer_rule: str,
+    meta_interval: int | None,
+    nu_derivative: str | None,
+    min_entropy: Any,
+    epsilon_band: float | Sequence[float] | None,
+    outer_step_bounds: Sequence[float] | None,
 ) -> None:
     """Raise a ValueError that names the argument unless the outer rule's arguments are valid and fit the rule."""
     if meta_interval is not None:
@@ -71,10 +84,34 @@ def _check_outer_rule_arguments(
             raise ValueError(f"min_entropy must be a float below inf (-inf: no floor), 'auto' or None, got {min_entropy}")
         if outer_rule == "paper" and min_entropy != -math.inf:
             raise ValueError("outer_rule='paper' has no entropy floor: use outer_rule='averaged' for min_entropy")
-    if epsilon_band is not None:
-        check_range("epsilon_band", epsilon_band, 0.0, math.inf)
-        if outer_rule == "paper" and epsilon_band != math.inf:
-            raise ValueError("outer_rule='paper' has no epsilon band: use outer_rule='averaged' for epsilon_band")
+    _check_epsilon_band(outer_rule, epsilon_band)
+    _check_outer_step_bounds(outer_rule, outer_step_bounds)
+
+
+def _check_epsilon_band(outer_rule: str, epsilon_band: float | Sequence[float] | None) -> None:
+    if epsilon_band is None:
+        return
+    if not isinstance(epsilon_band, (int, float)) and (
+        isinstance(epsilon_band, str) or not isinstance(epsilon_band, Sequence) or len(epsilon_band) != 2
+    ):
+        raise ValueError(f"epsilon_band must be a float or a pair (below, above) of floats, got {epsilon_band!r}")
+    below, above = _band_edges(epsilon_band)
+    check_range("epsilon_band (below)", below, 0.0, math.inf)
+    check_range("epsilon_band (above)", above, 0.0, math.inf)
+    if outer_rule == "paper" and (below, above) != (math.inf, math.inf):
+        raise ValueError("outer_rule='paper' has no epsilon band: use outer_rule='averaged' for epsilon_band")
+
+
+def _check_outer_step_bounds(outer_rule: str, outer_step_bounds: Sequence[float] | None) -> None:
+    if outer_step_bounds is None:
+        return
+    if isinstance(outer_step_bounds, str) or not isinstance(outer_step_bounds, Sequence) or len(outer_step_bounds) != 2:
+        raise ValueError(f"outer_step_bounds must be a pair (smallest, largest), got {outer_step_bounds!r}")
+    low, high = (float(value) for value in outer_step_bounds)
+    check_range("outer_step_bounds (smallest)", low, 0.0, math.inf, low_open=True, high_open=True)
+    check_range("outer_step_bounds (largest)", high, low, math.inf, high_open=True)
+    if outer_rule == "paper":
+        raise ValueError("outer_rule='paper' has no Rprop steps: use outer_rule='averaged' for outer_step_bounds")
 
 
 class InnerStep(NamedTuple):
@@ -268,7 +305,8 @@ class MetaSACLag(SafeSACBase):
         meta_interval: int | None = None,
         nu_derivative: Literal["projected", "straight_through"] | None = None,
         min_entropy: float | Literal["auto"] | None = None,
-        epsilon_band: float | None = None,
+        epsilon_band: float | tuple[float, float] | None = None,
+        outer_step_bounds: tuple[float, float] | None = None,
         meta_gradient_method: Literal["closed_form", "autograd"] = "closed_form",
         violation_threshold: float = 0.0,
         n_initial_states: int = 32,
@@ -298,7 +336,7 @@ class MetaSACLag(SafeSACBase):
         check_range("alpha_learning_rate", alpha_learning_rate, 0.0, math.inf, low_open=True, high_open=True)
         if alpha_max_grad_norm is not None:
             check_range("alpha_max_grad_norm", alpha_max_grad_norm, 0.0, math.inf, low_open=True)
-        _check_outer_rule_arguments(outer_rule, meta_interval, nu_derivative, min_entropy, epsilon_band)
+        _check_outer_rule_arguments(outer_rule, meta_interval, nu_derivative, min_entropy, epsilon_band, outer_step_bounds)
         # With _init_setup_model=False (as in load()), the rule comes from the saved data; models saved before the rule
         # existed (no "outer_rule" in their data) used the paper's rule: see _resolve_outer_rule().
         self.outer_rule: str | None = outer_rule if _init_setup_model else None
@@ -306,6 +344,7 @@ class MetaSACLag(SafeSACBase):
         self.nu_derivative = nu_derivative
         self.min_entropy = min_entropy
         self.epsilon_band = epsilon_band
+        self.outer_step_bounds = outer_step_bounds
         self.epsilon_learning_rate = float(epsilon_learning_rate)
         self.epsilon_objective = epsilon_objective
         self.initial_alpha = float(alpha)
@@ -373,6 +412,8 @@ class MetaSACLag(SafeSACBase):
             self.min_entropy = defaults["min_entropy"]
         if self.epsilon_band is None:
             self.epsilon_band = defaults["epsilon_band"]
+        if getattr(self, "outer_step_bounds", None) is None:  # absent from models saved before it existed
+            self.outer_step_bounds = defaults["outer_step_bounds"]
         self.lagrangian_straight_through = self.nu_derivative == "straight_through"
 
     @property
@@ -390,7 +431,7 @@ class MetaSACLag(SafeSACBase):
             # Ascent on J_alpha (Eq. 15), as in Meta-SAC.
             self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.alpha_learning_rate, maximize=True)
         else:
-            self.ent_coef_optimizer = _rprop(self.log_ent_coef, self.alpha_learning_rate)
+            self.ent_coef_optimizer = _rprop(self.log_ent_coef, self.alpha_learning_rate, self.outer_step_bounds)  # type: ignore[arg-type]
 
     def _setup_extra(self) -> None:
         if self.outer_rule == "paper":
@@ -401,7 +442,9 @@ class MetaSACLag(SafeSACBase):
             self.epsilon_rmsprop: DifferentiableRMSprop | None = DifferentiableRMSprop(self.epsilon_optimizer)
         else:
             # Ascent on J_eps averaged over meta_interval gradient steps, with sign-adaptive step sizes.
-            self.epsilon_optimizer = _rprop(self.epsilon, self.epsilon_learning_rate)  # type: ignore[assignment]
+            self.epsilon_optimizer = _rprop(  # type: ignore[assignment]
+                self.epsilon, self.epsilon_learning_rate, self.outer_step_bounds  # type: ignore[arg-type]
+            )
             self.epsilon_rmsprop = None
         if getattr(self, "_meta_sums", None) is None:
             self._meta_sums = {key: th.zeros((), device=self.device) for key in ("epsilon", "log_alpha", "log_prob", "safety")}
@@ -628,13 +671,12 @@ class MetaSACLag(SafeSACBase):
             self.epsilon.grad = (sums["epsilon"] / count).reshape_as(self.epsilon)
             self.epsilon_optimizer.step()
             with th.no_grad():
-                if self.epsilon_band is not None and self.epsilon_band != math.inf:
-                    # The restoring force: epsilon stays within epsilon_band of the interval's mean J_c, so nu can
+                if self.epsilon_band is not None:
+                    # The restoring force: epsilon stays within the band around the interval's mean J_c, so nu can
                     # neither wind up against a threshold the policy cannot reach nor fall into its projection for long.
+                    below, above = _band_edges(self.epsilon_band)
                     safety = sums["safety"] / count
-                    self.epsilon.copy_(
-                        th.minimum(th.maximum(self.epsilon, safety - self.epsilon_band), safety + self.epsilon_band)
-                    )
+                    self.epsilon.copy_(th.minimum(th.maximum(self.epsilon, safety - below), safety + above))
                 self.epsilon.clamp_(0.0, self.epsilon_max)
         if self.learn_alpha:
             assert self.ent_coef_optimizer is not None

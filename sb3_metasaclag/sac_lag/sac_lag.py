@@ -59,8 +59,10 @@ class SACLag(SafeSACBase):
         if ent_coef_loss is not None:
             logs["ent_coef_loss"] = ent_coef_loss
         actor_loss = (self.alpha.detach() * log_prob - self.penalised_value(qr, qc, self.nu.detach())).mean()
-        self.actor.optimizer.zero_grad()
-        actor_loss.backward()
+        # Gradients of the actor only: the critics' weight gradients of this loss are never used.
+        parameters = [param for group in self.actor.optimizer.param_groups for param in group["params"]]
+        for parameter, grad in zip(parameters, th.autograd.grad(actor_loss, parameters, allow_unused=True)):
+            parameter.grad = grad
         self.actor.optimizer.step()
         logs["actor_loss"] = actor_loss
         return logs
