@@ -13,6 +13,14 @@ works like any built-in algorithm. What the hook adds:
 - ``rl_zoo3.exp_manager.ExperimentManager``: without ``-conf``, our algorithms read ``hyperparams/<algo>.yml`` from this
   package. Stock ``sac`` keeps RL Zoo's own file; only for an environment that file has no entry for (ours) does it
   read our ``sac.yml``, so comparing with stock SAC is the same command with ``--algo sac``.
+- Cost, for every algorithm (stock ``sac`` included) on the environments that report one (:func:`reports_cost`): the
+  envs are monitored by a :class:`~sb3_metasaclag.common.wrappers.CostMonitor` (monitor CSV columns ``c``, the episode
+  cost, and ``v``, its violating steps), stock algorithms log ``rollout/ep_cost_mean`` and ``rollout/violation_rate``
+  (:class:`~sb3_metasaclag.common.callbacks.CostLoggerCallback`), evaluations record ``eval/mean_cost`` and
+  ``eval/violation_rate`` and save ``costs`` and ``violations`` in ``evaluations.npz``
+  (:class:`~sb3_metasaclag.common.callbacks.SafeEvalCallback`), ``-optimize`` stores ``eval_cost`` and
+  ``eval_violation_rate`` on each Optuna trial, and ``rl_zoo3.enjoy`` prints each episode's cost and the mean cost and
+  violation rate at the end.
 
 Programs that import RL Zoo with the hook switched off (``SB3_METASACLAG_DISABLE_ZOO_HOOK=1``) can call
 :func:`register_with_rl_zoo` themselves.
@@ -20,14 +28,19 @@ Programs that import RL Zoo with the hook switched off (``SB3_METASACLAG_DISABLE
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from sb3_metasaclag.meta_sac_lag import MetaSACLag
 from sb3_metasaclag.rcpo_meta_sac import RCPOMetaSAC
@@ -194,19 +207,184 @@ def _patch_experiment_manager(cls: type) -> None:
     cls.__init__ = __init__  # type: ignore[misc]
 
 
+def reports_cost(env_id: str) -> bool:
+    """Whether ``env_id`` reports ``info["cost"]``: the package's tasks and Safety-Gymnasium's ``...Gymnasium-v*`` ids."""
+    from sb3_metasaclag.common.envs import BUILTIN_ENV_IDS, ROBOTICS_ENV_IDS
+
+    name = env_id.split(":")[-1]
+    return name in BUILTIN_ENV_IDS or name in ROBOTICS_ENV_IDS or (name.startswith("Safety") and "Gymnasium" in name)
+
+
+@contextlib.contextmanager
+def _cost_monitoring() -> Iterator[None]:
+    """Within the block, SB3's ``make_vec_env`` wraps each env in a ``CostMonitor`` instead of a plain ``Monitor``."""
+    import stable_baselines3.common.env_util as env_util
+
+    from sb3_metasaclag.common.wrappers import CostMonitor
+
+    saved = env_util.Monitor
+    env_util.Monitor = CostMonitor  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        env_util.Monitor = saved  # type: ignore[misc]
+
+
+class VecCostReporter(VecEnvWrapper):
+    """Print the cost and violating steps of every finished episode, and their means when the env is closed (what
+    ``rl_zoo3.enjoy`` prints for rewards). Needs a ``CostMonitor`` inside."""
+
+    def __init__(self, venv: VecEnv) -> None:
+        super().__init__(venv)
+        self.costs: list[float] = []
+        self.violations: list[int] = []
+
+    def reset(self) -> Any:
+        return self.venv.reset()
+
+    def step_wait(self) -> Any:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for done, info in zip(dones, infos):
+            episode = info.get("episode") if done else None
+            if episode is not None and "c" in episode:
+                self.costs.append(float(episode["c"]))
+                self.violations.append(int(episode["v"]))
+                print(f"Episode Cost: {episode['c']:.2f} (violating steps: {int(episode['v'])})")
+        return obs, rewards, dones, infos
+
+    def close(self) -> None:
+        if self.costs:
+            print(
+                f"{len(self.costs)} Episodes: mean cost {np.mean(self.costs):.2f} +/- {np.std(self.costs):.2f}, "
+                f"violation rate {100 * np.mean(np.asarray(self.violations) > 0):.1f}% of episodes, "
+                f"{np.mean(self.violations):.2f} violating steps per episode"
+            )
+        self.venv.close()
+
+
+def _patch_create_test_env(module: ModuleType) -> None:
+    original = module.create_test_env  # type: ignore[attr-defined]
+    if getattr(original, _PATCHED_MARK, False):
+        return
+
+    @functools.wraps(original)
+    def create_test_env(env_id: str, *args: Any, **kwargs: Any) -> VecEnv:
+        if not reports_cost(str(env_id)):
+            return original(env_id, *args, **kwargs)
+        with _cost_monitoring():
+            return VecCostReporter(original(env_id, *args, **kwargs))
+
+    setattr(create_test_env, _PATCHED_MARK, True)
+    module.create_test_env = create_test_env  # type: ignore[attr-defined]
+
+
+def _safe_eval_callback(callback: EvalCallback) -> EvalCallback:
+    """The same evaluation as ``callback`` (RL Zoo's), as a cost-recording ``SafeEvalCallback``."""
+    from sb3_metasaclag.common.callbacks import SafeEvalCallback
+
+    return SafeEvalCallback(
+        callback.eval_env,
+        callback_on_new_best=callback.callback_on_new_best,
+        n_eval_episodes=callback.n_eval_episodes,
+        eval_freq=callback.eval_freq,
+        log_path=None if callback.log_path is None else str(Path(callback.log_path).parent),
+        best_model_save_path=callback.best_model_save_path,
+        deterministic=callback.deterministic,
+        render=callback.render,
+        verbose=callback.verbose,
+        warn=callback.warn,
+    )
+
+
+def _patch_cost_recording(cls: type) -> None:
+    """Cost monitoring, logging and evaluation for every algorithm on the environments that report a cost."""
+    create_envs = cls.create_envs  # type: ignore[attr-defined]
+    if getattr(create_envs, _PATCHED_MARK, False):
+        return
+    create_callbacks = cls.create_callbacks  # type: ignore[attr-defined]
+
+    @functools.wraps(create_envs)
+    def create_envs_with_cost(self: Any, *args: Any, **kwargs: Any) -> VecEnv:
+        if not reports_cost(self.env_name.gym_id):
+            return create_envs(self, *args, **kwargs)
+        with _cost_monitoring():
+            return create_envs(self, *args, **kwargs)
+
+    @functools.wraps(create_callbacks)
+    def create_callbacks_with_cost(self: Any) -> None:
+        create_callbacks(self)
+        if not reports_cost(self.env_name.gym_id):
+            return
+        from sb3_metasaclag.common.callbacks import CostLoggerCallback
+
+        self.callbacks = [
+            _safe_eval_callback(callback) if type(callback) is EvalCallback else callback for callback in self.callbacks
+        ]
+        if self.algo not in ZOO_ALGOS:  # the package's algorithms log the cost by themselves
+            self.callbacks.append(CostLoggerCallback())
+
+    for function in (create_envs_with_cost, create_callbacks_with_cost):
+        setattr(function, _PATCHED_MARK, True)
+    cls.create_envs = create_envs_with_cost  # type: ignore[attr-defined]
+    cls.create_callbacks = create_callbacks_with_cost  # type: ignore[attr-defined]
+
+
+def _cost_trial_eval_callback(base: type) -> type:
+    """RL Zoo's ``TrialEvalCallback`` (``-optimize``) that also stores the evaluation cost on the Optuna trial."""
+    if getattr(base, _PATCHED_MARK, False):
+        return base
+
+    class CostTrialEvalCallback(base):  # type: ignore[valid-type, misc]
+        """Also sets the trial's user attributes ``eval_cost`` and ``eval_violation_rate`` (share of evaluation
+        episodes with a violating step) after every evaluation, and logs them as ``eval/mean_cost`` and
+        ``eval/violation_rate``."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._costs: list[float] = []
+            self._violations: list[float] = []
+
+        def _log_success_callback(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
+            super()._log_success_callback(locals_, globals_)
+            episode = locals_["info"].get("episode") if locals_["done"] else None
+            if episode is not None and "c" in episode:
+                self._costs.append(float(episode["c"]))
+                self._violations.append(float(episode["v"]))
+
+        def _on_step(self) -> bool:
+            evaluating = self.eval_freq > 0 and self.n_calls % self.eval_freq == 0
+            if evaluating:
+                self._costs, self._violations = [], []
+            continue_training = super()._on_step()
+            if evaluating and self._costs:
+                cost, rate = float(np.mean(self._costs)), float(np.mean(np.asarray(self._violations) > 0))
+                self.trial.set_user_attr("eval_cost", cost)
+                self.trial.set_user_attr("eval_violation_rate", rate)
+                self.logger.record("eval/mean_cost", cost)
+                self.logger.record("eval/violation_rate", rate)
+            return continue_training
+
+    setattr(CostTrialEvalCallback, _PATCHED_MARK, True)
+    CostTrialEvalCallback.__name__ = base.__name__
+    return CostTrialEvalCallback
+
+
 def patch_rl_zoo_module(module: ModuleType) -> None:
     """Add this package to one of RL Zoo's modules right after it was imported (idempotent).
 
-    :param module: ``rl_zoo3.utils`` (algorithms), ``rl_zoo3.hyperparams_opt`` (samplers) or ``rl_zoo3.exp_manager``
-        (default hyperparameter files); any other module is left alone.
+    :param module: ``rl_zoo3.utils`` (algorithms, cost reports of ``enjoy``), ``rl_zoo3.hyperparams_opt`` (samplers) or
+        ``rl_zoo3.exp_manager`` (default hyperparameter files, cost recording); any other module is left alone.
     """
     name = module.__name__
     if name == "rl_zoo3.utils":
         _register_algos(module.ALGOS)
+        _patch_create_test_env(module)
     elif name == "rl_zoo3.hyperparams_opt":
         _register_samplers(module.HYPERPARAMS_SAMPLER, module.HYPERPARAMS_CONVERTER)
     elif name == "rl_zoo3.exp_manager":
         _patch_experiment_manager(module.ExperimentManager)
+        _patch_cost_recording(module.ExperimentManager)
+        module.TrialEvalCallback = _cost_trial_eval_callback(module.TrialEvalCallback)  # type: ignore[attr-defined]
 
 
 def register_with_rl_zoo() -> None:

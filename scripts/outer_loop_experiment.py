@@ -66,6 +66,10 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     # threshold) and a larger smallest Rprop step (so that alpha cannot freeze where its meta-gradient is noise).
     "metasaclag-band0": ("MetaSACLag", dict(epsilon_band=(0.0, 0.05))),
     "metasaclag-band0-step": ("MetaSACLag", dict(epsilon_band=(0.0, 0.05), outer_step_bounds=(0.1, 5.0))),
+    # nu capped at twice its initial value (no windup), or an entropy floor at twice SAC v2's target (-2 dim(A) = -4 on
+    # the 2-D tasks: alpha cannot collapse)
+    "metasaclag-numax20": ("MetaSACLag", dict(nu_max=20.0)),
+    "metasaclag-ent4": ("MetaSACLag", dict(min_entropy=-4.0)),
 }
 #: The contenders of the issue's table (the others are screening candidates, run with --contenders).
 MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac"]

@@ -215,15 +215,25 @@ def test_zoo_train_and_enjoy(algo, tmp_path):
     model = cls.load(model_path)
     assert type(model) is cls and model.num_timesteps == 400
     tags = scalar_tags(tmp_path / "tb")
+    # Every algorithm, stock SAC included, logs the episode cost on the package's tasks.
+    assert {"rollout/ep_cost_mean", "rollout/violation_rate", "train/ent_coef"} <= tags, tags
     if algo == "sac":
-        assert "train/ent_coef" in tags and not tags & COST_METRICS
+        assert not tags & {"train/nu", "train/safety_critic_loss", "train/epsilon"}
     else:
-        assert COST_METRICS | {"train/epsilon", "train/ent_coef"} <= tags, tags
+        assert COST_METRICS | {"train/epsilon"} <= tags, tags
+    # ... and its monitor CSV has the episode cost c and violating steps v of every episode.
+    (monitor,) = glob.glob(str(tmp_path / "logs" / algo / f"{env_id}_1" / "*.monitor.csv"))
+    with open(monitor) as file:
+        file.readline()
+        assert file.readline().strip().split(",") == ["r", "l", "t", "c", "v"]
+        rows = [line.split(",") for line in file]
+    assert rows and all(float(row[3]) >= 0 and int(row[4]) >= 0 for row in rows)
 
     enjoy = ["-m", "rl_zoo3.enjoy", "--algo", algo, "--env", env_id, "-f", "logs", "-n", "300", "--no-render"]
     result = run(enjoy, tmp_path)
     assert_ok(result)
     assert "Mean reward" in result.stdout
+    assert "Episode Cost:" in result.stdout and "violation rate" in result.stdout
 
 
 BASELINES = [algo for algo in ZOO_ALGOS if algo != "metasaclag"]
@@ -240,6 +250,8 @@ def test_zoo_optimize_with_storage(algo, tmp_path):
     study = optuna.load_study(study_name=f"{algo}-study", storage=storage)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 2
+    # Each trial keeps the cost of its evaluation beside its reward.
+    assert all(t.user_attrs["eval_cost"] >= 0 and 0 <= t.user_attrs["eval_violation_rate"] <= 1 for t in complete)
     expected = optuna.create_study().ask()
     zoo.SAMPLERS[algo](expected, 1, 1, {})
     assert set(complete[0].params) == set(expected.params)  # our sampler, not SAC's

@@ -21,6 +21,7 @@ class LagrangeMultiplier:
     :param learning_rate: RMSProp learning rate ``beta_nu``.
     :param optimizer_kwargs: Other ``torch.optim.RMSprop`` arguments (``alpha``, ``eps``, ...).
     :param device: PyTorch device.
+    :param max_value: Upper end of the projection of ``nu`` (``inf``: none, the paper's ``nu >= 0`` only).
     :param straight_through: Differentiate ``nu'`` through its projection on ``nu >= 0`` as if it were absent
         (``d nu'/d epsilon`` of the unprojected step). The exact derivative (False, the paper's reading) is 0 wherever
         the projection is active, which freezes a meta-learned ``epsilon`` there (the "dead zone", issue 12).
@@ -33,10 +34,16 @@ class LagrangeMultiplier:
         optimizer_kwargs: dict[str, Any] | None = None,
         device: th.device | str = "cpu",
         straight_through: bool = False,
+        max_value: float = float("inf"),
     ) -> None:
         if initial_value < 0:
             raise ValueError(f"The initial Lagrange multiplier nu must be >= 0, got {initial_value}")
+        if not max_value >= initial_value:
+            raise ValueError(
+                f"The largest Lagrange multiplier nu_max must be >= the initial nu {initial_value}, got {max_value}"
+            )
         self.straight_through = bool(straight_through)
+        self.max_value = float(max_value)
         self.nu = th.tensor(float(initial_value), device=device, requires_grad=True)
         self.optimizer = th.optim.RMSprop([self.nu], lr=learning_rate, **(optimizer_kwargs or {}))
         self._differentiable = DifferentiableRMSprop(self.optimizer)
@@ -64,8 +71,9 @@ class LagrangeMultiplier:
             (new_nu,), states = self._differentiable.step([grad], [self.nu.detach()])
             (derivative,) = self._differentiable.step_derivative([grad])
             if not self.straight_through:
-                derivative = th.where(new_nu > 0, derivative, th.zeros_like(derivative))
-        return new_nu.clamp(min=0.0), states, derivative
+                inside = (new_nu > 0) & (new_nu < self.max_value)
+                derivative = th.where(inside, derivative, th.zeros_like(derivative))
+        return new_nu.clamp(0.0, self.max_value), states, derivative
 
     def differentiable_step(self, constraint_value: th.Tensor, epsilon: th.Tensor) -> tuple[th.Tensor, Any]:
         """``nu' = max(0, nu - RMSProp(dL/dnu))``, a differentiable function of ``epsilon``.
@@ -76,9 +84,10 @@ class LagrangeMultiplier:
         """
         grad = self.gradient(constraint_value.detach(), epsilon)
         (new_nu,), states = self._differentiable.step([grad], [self.nu.detach()])
+        projected = new_nu.clamp(0.0, self.max_value)
         if self.straight_through:  # the value of the projection, the derivative of the unprojected step
-            return new_nu + (th.relu(new_nu) - new_nu).detach(), states
-        return th.relu(new_nu), states
+            return new_nu + (projected - new_nu).detach(), states
+        return projected, states
 
     def commit(self, new_nu: th.Tensor, states: Any) -> None:
         """Make ``nu'`` (from :meth:`differentiable_step`) the current value and keep the optimizer state it used."""
@@ -90,4 +99,4 @@ class LagrangeMultiplier:
         self.nu.grad = self.gradient(constraint_value.detach(), th.as_tensor(epsilon).detach()).reshape_as(self.nu)
         self.optimizer.step()
         with th.no_grad():
-            self.nu.clamp_(min=0.0)
+            self.nu.clamp_(0.0, self.max_value)

@@ -188,7 +188,12 @@ class SafeSACBase(OffPolicyAlgorithm):
         self.batch_norm_stats_target = get_parameters_by_name(self.critic_target, ["running_"])
         self._target_pairs: tuple[list[th.Tensor], list[th.Tensor]] | None = None  # built at the first Polyak update
         self.lagrangian = LagrangeMultiplier(
-            self.initial_nu, self.nu_learning_rate, self.rmsprop_kwargs, self.device, self.lagrangian_straight_through
+            self.initial_nu,
+            self.nu_learning_rate,
+            self.rmsprop_kwargs,
+            self.device,
+            self.lagrangian_straight_through,
+            getattr(self, "nu_max", math.inf),
         )
         self.epsilon = th.tensor(self.initial_epsilon, device=self.device, requires_grad=True)
         self._setup_entropy()

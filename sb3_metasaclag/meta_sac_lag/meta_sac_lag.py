@@ -252,6 +252,7 @@ class MetaSACLag(SafeSACBase):
         ``"auto"``: ``-dim(A)``, SAC v2's target; a float; ``-inf`` (default): none. The paper's rule has none.
     :param epsilon_band: The averaged rule keeps ``epsilon`` within this distance of the mean ``J_c`` of the last
         interval (default 0.05; ``inf``: no band). The paper's rule has none.
+    :param nu_max: Upper end of ``nu``'s projection (default ``inf``: only ``nu >= 0``, as in the paper).
     :param meta_gradient_method: ``"closed_form"`` (default): exact meta-gradients from first-order gradients (see
         :meth:`inner_step`); ``"autograd"``: the reference implementation that differentiates through the inner
         backward pass (same values, several times slower).
@@ -307,6 +308,7 @@ class MetaSACLag(SafeSACBase):
         min_entropy: float | Literal["auto"] | None = None,
         epsilon_band: float | tuple[float, float] | None = None,
         outer_step_bounds: tuple[float, float] | None = None,
+        nu_max: float = math.inf,
         meta_gradient_method: Literal["closed_form", "autograd"] = "closed_form",
         violation_threshold: float = 0.0,
         n_initial_states: int = 32,
@@ -345,6 +347,8 @@ class MetaSACLag(SafeSACBase):
         self.min_entropy = min_entropy
         self.epsilon_band = epsilon_band
         self.outer_step_bounds = outer_step_bounds
+        check_range("nu_max", nu_max, float(nu), math.inf)
+        self.nu_max = float(nu_max)
         self.epsilon_learning_rate = float(epsilon_learning_rate)
         self.epsilon_objective = epsilon_objective
         self.initial_alpha = float(alpha)
