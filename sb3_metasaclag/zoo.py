@@ -15,7 +15,9 @@ works like any built-in algorithm. What the hook adds:
   read our ``sac.yml``, so comparing with stock SAC is the same command with ``--algo sac``.
 - Cost, for every algorithm (stock ``sac`` included) on the environments that report one (:func:`reports_cost`): the
   envs are monitored by a :class:`~sb3_metasaclag.common.wrappers.CostMonitor` (monitor CSV columns ``c``, the episode
-  cost, and ``v``, its violating steps), stock algorithms log ``rollout/ep_cost_mean`` and ``rollout/violation_rate``
+  cost, and ``v``, its violating steps) placed *outside* RL Zoo's ``env_wrapper`` (RL Zoo puts wrappers outside its
+  monitor, which then misses the episodes that ``HardConstraint`` ends at the first violation), stock algorithms log
+  ``rollout/ep_cost_mean`` and ``rollout/violation_rate``
   (:class:`~sb3_metasaclag.common.callbacks.CostLoggerCallback`), evaluations record ``eval/mean_cost`` and
   ``eval/violation_rate`` and save ``costs`` and ``violations`` in ``evaluations.npz``
   (:class:`~sb3_metasaclag.common.callbacks.SafeEvalCallback`), ``-optimize`` stores ``eval_cost`` and
@@ -216,14 +218,19 @@ def reports_cost(env_id: str) -> bool:
 
 
 @contextlib.contextmanager
-def _cost_monitoring() -> Iterator[None]:
-    """Within the block, SB3's ``make_vec_env`` wraps each env in a ``CostMonitor`` instead of a plain ``Monitor``."""
+def _cost_monitoring(inner_wrapper: Any = None) -> Iterator[None]:
+    """Within the block, SB3's ``make_vec_env`` wraps each env in a ``CostMonitor`` instead of a plain ``Monitor``, with
+    ``inner_wrapper`` (RL Zoo's ``env_wrapper``) applied *inside* it: a monitor outside ``HardConstraint`` would never
+    see the episodes that the first violation ends (RL Zoo puts its wrappers outside the monitor)."""
     import stable_baselines3.common.env_util as env_util
 
     from sb3_metasaclag.common.wrappers import CostMonitor
 
+    def monitor(env: Any, *args: Any, **kwargs: Any) -> CostMonitor:
+        return CostMonitor(env if inner_wrapper is None else inner_wrapper(env), *args, **kwargs)
+
     saved = env_util.Monitor
-    env_util.Monitor = CostMonitor  # type: ignore[misc]
+    env_util.Monitor = monitor  # type: ignore[misc, assignment]
     try:
         yield
     finally:
@@ -267,12 +274,19 @@ def _patch_create_test_env(module: ModuleType) -> None:
     if getattr(original, _PATCHED_MARK, False):
         return
 
+    signature = inspect.signature(original)
+
     @functools.wraps(original)
     def create_test_env(env_id: str, *args: Any, **kwargs: Any) -> VecEnv:
         if not reports_cost(str(env_id)):
             return original(env_id, *args, **kwargs)
-        with _cost_monitoring():
-            return VecCostReporter(original(env_id, *args, **kwargs))
+        arguments = signature.bind(env_id, *args, **kwargs).arguments
+        hyperparams = dict(arguments.get("hyperparams") or {})
+        wrapper = module.get_wrapper_class(hyperparams) if "env_wrapper" in hyperparams else None
+        hyperparams.pop("env_wrapper", None)  # applied inside the monitor instead
+        arguments["hyperparams"] = hyperparams
+        with _cost_monitoring(wrapper):
+            return VecCostReporter(original(**arguments))
 
     setattr(create_test_env, _PATCHED_MARK, True)
     module.create_test_env = create_test_env  # type: ignore[attr-defined]
@@ -307,8 +321,12 @@ def _patch_cost_recording(cls: type) -> None:
     def create_envs_with_cost(self: Any, *args: Any, **kwargs: Any) -> VecEnv:
         if not reports_cost(self.env_name.gym_id):
             return create_envs(self, *args, **kwargs)
-        with _cost_monitoring():
-            return create_envs(self, *args, **kwargs)
+        wrapper, self.env_wrapper = self.env_wrapper, None  # applied inside the monitor instead
+        try:
+            with _cost_monitoring(wrapper):
+                return create_envs(self, *args, **kwargs)
+        finally:
+            self.env_wrapper = wrapper
 
     @functools.wraps(create_callbacks)
     def create_callbacks_with_cost(self: Any) -> None:

@@ -310,3 +310,35 @@ def test_regular_install_registers_and_uninstall_leaves_rl_zoo_intact(tmp_path):
     assert_ok(result)
     registered, stock, first_finder = result.stdout.split()
     assert (registered, stock) == ("False", "True") and first_finder != "RLZooFinder"
+
+
+def test_cost_monitor_sees_the_episodes_hard_constraint_ends(tmp_path):
+    """RL Zoo wraps its env_wrapper outside its monitor; on cost-reporting tasks the monitor goes outside instead, so
+    that the episodes ended by the first violation (HardConstraint) are recorded, in training, evaluation and enjoy."""
+    import numpy as np
+    import rl_zoo3.utils
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_metasaclag.common.wrappers import CostMonitor, HardConstraint
+
+    env_id = "SafePourCoffee-v0"  # hard constraints in hyperparams/*.yml; random arm motions collide within steps
+    args = argparse.Namespace(algo="sac", env=env_id)
+    manager = ExperimentManager(args, "sac", env_id, str(tmp_path), n_timesteps=100, eval_freq=-1, seed=0, verbose=0)
+    manager.setup_experiment()
+    assert manager.env_wrapper is not None  # RL Zoo's own attribute is left as it was
+    for venv in (manager.create_envs(1), manager.create_envs(1, eval_env=True)):
+        env = venv.envs[0]
+        assert isinstance(env, CostMonitor) and isinstance(env.env.env, HardConstraint)
+        venv.seed(0)
+        venv.reset()
+        episodes = []
+        for _ in range(120):
+            _, _, dones, infos = venv.step(np.array([venv.action_space.sample()]))
+            if dones[0]:
+                episodes.append(infos[0]["episode"])
+        assert any(episode["v"] == 1 and episode["l"] < 200 for episode in episodes), episodes
+        assert all(episode["v"] <= 1 for episode in episodes)  # each ends at its first violation
+    test_env = rl_zoo3.utils.create_test_env(
+        env_id, hyperparams={"env_wrapper": "sb3_metasaclag.common.wrappers.HardConstraint"}
+    )
+    assert isinstance(test_env.venv.envs[0], CostMonitor) and isinstance(test_env.venv.envs[0].env.env, HardConstraint)

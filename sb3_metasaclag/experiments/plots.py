@@ -185,7 +185,8 @@ def plot_fig2(runs: Sequence[dict[str, Any]], path: str) -> None:
                 axis.set_title(env)
             if row == len(rows) - 1:
                 axis.set_xlabel("environment steps")
-        axes[0][column].legend(fontsize=7)
+        if axes[0][column].get_legend_handles_labels()[0]:
+            axes[0][column].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -212,7 +213,8 @@ def plot_fig3(runs: Sequence[dict[str, Any]], path: str) -> None:
         axis.set_title(title)
         axis.set_xlabel("environment steps")
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=7)
     figure.suptitle(f"{POUR_COFFEE}: means over the last {WINDOW} training episodes")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
