@@ -59,6 +59,28 @@ def test_learn_predict_save_load_continue(tmp_path, model_class, n_envs, dict_ob
 
 
 @pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_resume_without_reset_continues_the_episode_in_progress(tmp_path, model_class):
+    """load(force_reset=False) and set_env(force_reset=False), then learn(reset_num_timesteps=False), as with SAC."""
+    env = make_vec_env("SafeNavigation2DSoft-v0", n_envs=2, seed=0)
+    model = model_class("MlpPolicy", env, seed=0, **SMALL)
+    model.learn(90)  # episodes last 200 steps: both are in progress
+    model.save(tmp_path / "model")
+    loaded = model_class.load(tmp_path / "model", env=env, force_reset=False)
+    assert loaded._last_obs is not None
+    loaded.learn(20, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 110 and loaded._episode_costs.shape == (2,)
+    other = make_vec_env("SafeNavigation2DSoft-v0", n_envs=2, seed=1)
+    other.reset()
+    reloaded = model_class.load(tmp_path / "model")
+    reloaded.set_env(other, force_reset=False)
+    reloaded._last_obs = other.reset()  # SB3 keeps the saved observation; continue from the new env's
+    reloaded.learn(20, reset_num_timesteps=False)
+    assert reloaded.num_timesteps == 110
+    loaded.learn(400, reset_num_timesteps=False)  # the episodes in progress end and are counted
+    assert len(loaded.ep_cost_buffer) >= 2
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
 def test_learns_on_the_bandit_box_env_too(model_class):
     model = model_class("MlpPolicy", "SafeBandit-v0", seed=0, **SMALL)
     model.learn(150)
@@ -101,3 +123,58 @@ def test_rcpo_actor_objective_is_the_penalised_critic():
 def test_sac_lag_make_with_env_id_and_gym_env():
     for env in ("SafeNavigation2D-v0", gym.make("SafeNavigation2D-v0")):
         SACLag("MlpPolicy", env, **SMALL).learn(70)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(batch_size=0), "batch_size must be a whole number >= 1"),
+        (dict(batch_size=-4), "batch_size must be a whole number >= 1"),
+        (dict(nu=float("inf")), r"nu must lie in \[0.0, inf\)"),
+        (dict(epsilon_max=float("inf")), r"epsilon_max must lie in \(0.0, 1.0\]"),
+        (dict(rmsprop_kwargs={"alpha": 1.5}), r"rmsprop_kwargs\['alpha'\] must lie in \[0.0, 1.0\)"),
+        (dict(rmsprop_kwargs={"lr": 0.1}), "lr comes from the learning rates"),
+        (dict(replay_buffer_kwargs={"safety_buffer_size": 0}), "safety_buffer_size'\\] must be a whole number >= 1"),
+        (dict(target_update_interval=0), "target_update_interval must be a whole number >= 1"),
+        (dict(gamma=1.5), r"gamma must lie in \[0.0, 1.0\]"),
+        (dict(tau=2), r"tau must lie in \(0.0, 1.0\]"),
+    ],
+)
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_out_of_range_arguments_are_refused(model_class, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        model_class("MlpPolicy", "SafeBandit-v0", **kwargs)
+
+
+def _rewrite_data(path, **changes):
+    """Copy of a saved model whose `data` entries are replaced (as a hand-edited or corrupted file would be)."""
+    import json
+    import zipfile
+
+    target = path.with_name(f"edited_{path.name}")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(target, "w") as archive:
+        for item in source.infolist():
+            content = source.read(item.filename)
+            if item.filename == "data":
+                data = json.loads(content)
+                data.update(changes)
+                content = json.dumps(data).encode()
+            archive.writestr(item, content)
+    return target
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_load_checks_the_file_like_the_constructor(tmp_path, model_class):
+    from stable_baselines3 import SAC
+
+    model_class("MlpPolicy", "SafeBandit-v0", **SMALL).save(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match=r"gamma_c must lie in \[0.0, 1.0\), got 7.5"):
+        model_class.load(_rewrite_data(tmp_path / "model.zip", gamma_c=7.5))
+    SAC("MlpPolicy", "Pendulum-v1", policy_kwargs=dict(net_arch=[8])).save(tmp_path / "sac.zip")
+    with pytest.raises(
+        ValueError, match=f"saved by stable_baselines3's SAC: load it with that class's load\\(\\), not {model_class.__name__}"
+    ):
+        model_class.load(tmp_path / "sac.zip")
+    other = next(cls for cls in MODEL_LIST if cls is not model_class)
+    with pytest.raises(ValueError, match=f"saved by {model_class.__name__}: .* not {other.__name__}.load"):
+        other.load(tmp_path / "model.zip")

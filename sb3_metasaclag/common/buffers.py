@@ -186,7 +186,11 @@ class ConstraintReplayBuffer(BaseBuffer):
             raise ValueError("ConstraintReplayBuffer does not support optimize_memory_usage=True")
         self.violation_threshold = float(violation_threshold)
         self.main = TransitionStore(buffer_size, observation_space, action_space)
-        self.safety = TransitionStore(safety_buffer_size or buffer_size, observation_space, action_space)
+        if safety_buffer_size is not None and safety_buffer_size < 1:
+            raise ValueError(f"safety_buffer_size must be >= 1 (or None: buffer_size), got {safety_buffer_size}")
+        self.safety = TransitionStore(
+            buffer_size if safety_buffer_size is None else safety_buffer_size, observation_space, action_space
+        )
         self.initial_states = InitialStateBuffer(initial_state_buffer_size, observation_space)
 
     # SB3's BaseBuffer API -------------------------------------------------------------------------------------------

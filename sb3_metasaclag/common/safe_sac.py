@@ -50,6 +50,93 @@ def check_range(name: str, value: float, low: float, high: float, low_open: bool
         raise ValueError(f"{name} must lie in {interval}, got {value}")
 
 
+def _saved_algorithm(path: Any) -> str | None:
+    """The algorithm that saved a model file, read from its ``data`` without unpickling anything (None when the file
+    cannot be read here: SB3's own ``load`` then reports the problem)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path if not isinstance(path, str) or path.endswith(".zip") else f"{path}.zip") as archive:
+            data = json.loads(archive.read("data"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    if "algorithm" in data:
+        return str(data["algorithm"])
+    if "violation_threshold" in data:
+        return None  # saved by this package before the name was stored
+    policy = data.get("policy_class", {})
+    module = policy.get("__module__", "") if isinstance(policy, dict) else ""
+    return "SAC" if module == "stable_baselines3.sac.policies" else f"an algorithm of another library ({module or '?'})"
+
+
+def _check_whole(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+def check_arguments(
+    *,
+    batch_size: int,
+    buffer_size: int,
+    learning_starts: int,
+    gradient_steps: int,
+    tau: float,
+    gamma: float,
+    target_update_interval: int,
+    gamma_c: float,
+    nu: float,
+    nu_learning_rate: float,
+    epsilon: float,
+    epsilon_max: float,
+    main_batch: str,
+    violation_threshold: float,
+    n_initial_states: int,
+    initial_state_batch_size: int,
+    initial_state_buffer_size: int,
+    rmsprop_kwargs: dict[str, Any] | None,
+    replay_buffer_kwargs: dict[str, Any] | None,
+    stats_window_size: int,
+) -> None:
+    """Raise a ValueError that names the argument and its allowed range unless every argument is valid (used by the
+    constructor and again by ``load``, which does not call it)."""
+    _check_whole("batch_size", batch_size, 1)
+    _check_whole("buffer_size", buffer_size, 1)
+    _check_whole("learning_starts", learning_starts, 0)
+    _check_whole("gradient_steps", gradient_steps, -1)  # -1: as many as environment steps (SB3)
+    _check_whole("target_update_interval", target_update_interval, 1)
+    _check_whole("stats_window_size", stats_window_size, 1)
+    check_range("tau", tau, 0.0, 1.0, low_open=True)
+    check_range("gamma", gamma, 0.0, 1.0)
+    check_range("gamma_c", gamma_c, 0.0, 1.0, high_open=True)
+    check_range("nu", nu, 0.0, math.inf, high_open=True)
+    check_range("nu_learning_rate", nu_learning_rate, 0.0, math.inf, low_open=True, high_open=True)
+    # epsilon bounds E[Qc], a discounted probability of a future violation: it lies in [0, 1].
+    check_range("epsilon_max", epsilon_max, 0.0, 1.0, low_open=True)
+    check_range("epsilon", epsilon, 0.0, epsilon_max)
+    check_range("violation_threshold", violation_threshold, 0.0, math.inf, high_open=True)
+    if main_batch not in MAIN_BATCHES:
+        raise ValueError(f"main_batch must be one of {MAIN_BATCHES}, got {main_batch!r}")
+    _check_whole("n_initial_states", n_initial_states, 0)
+    _check_whole("initial_state_batch_size", initial_state_batch_size, 1)
+    _check_whole("initial_state_buffer_size", initial_state_buffer_size, 1)
+    rmsprop = dict(rmsprop_kwargs or {})
+    allowed = {"alpha", "eps", "weight_decay", "momentum", "centered", "foreach"}
+    if set(rmsprop) - allowed:
+        raise ValueError(
+            f"rmsprop_kwargs takes torch.optim.RMSprop's {sorted(allowed)} (lr comes from the learning rates, the "
+            f"direction from the algorithm), got {sorted(rmsprop)}"
+        )
+    # alpha is the decay of RMSProp's second moment: 1 or more never lets it grow (or lets it go negative).
+    check_range("rmsprop_kwargs['alpha']", float(rmsprop.get("alpha", 0.99)), 0.0, 1.0, high_open=True)
+    check_range("rmsprop_kwargs['eps']", float(rmsprop.get("eps", 1e-8)), 0.0, math.inf, low_open=True, high_open=True)
+    check_range("rmsprop_kwargs['momentum']", float(rmsprop.get("momentum", 0.0)), 0.0, 1.0, high_open=True)
+    check_range("rmsprop_kwargs['weight_decay']", float(rmsprop.get("weight_decay", 0.0)), 0.0, math.inf, high_open=True)
+    safety_size = (replay_buffer_kwargs or {}).get("safety_buffer_size")
+    if safety_size is not None:
+        _check_whole("replay_buffer_kwargs['safety_buffer_size']", safety_size, 1)
+
+
 class SafeSACBase(OffPolicyAlgorithm):
     """Base class of the SAC-Lagrangian family (not used directly; see ``MetaSACLag``, ``SACLag``, ``RCPOSAC`` ...).
 
@@ -123,16 +210,28 @@ class SafeSACBase(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        check_range("gamma_c", gamma_c, 0.0, 1.0, high_open=True)
-        check_range("nu", nu, 0.0, math.inf)
-        check_range("nu_learning_rate", nu_learning_rate, 0.0, math.inf, low_open=True)
-        check_range("epsilon_max", epsilon_max, 0.0, math.inf, low_open=True)
-        check_range("epsilon", epsilon, 0.0, epsilon_max)
-        check_range("violation_threshold", violation_threshold, 0.0, math.inf)
-        if main_batch not in MAIN_BATCHES:
-            raise ValueError(f"main_batch must be one of {MAIN_BATCHES}, got {main_batch!r}")
-        check_range("n_initial_states", n_initial_states, 0, math.inf)
-        check_range("initial_state_batch_size", initial_state_batch_size, 1, math.inf)
+        check_arguments(
+            batch_size=batch_size,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            gradient_steps=gradient_steps,
+            tau=tau,
+            gamma=gamma,
+            target_update_interval=target_update_interval,
+            gamma_c=gamma_c,
+            nu=nu,
+            nu_learning_rate=nu_learning_rate,
+            epsilon=epsilon,
+            epsilon_max=epsilon_max,
+            main_batch=main_batch,
+            violation_threshold=violation_threshold,
+            n_initial_states=n_initial_states,
+            initial_state_batch_size=initial_state_batch_size,
+            initial_state_buffer_size=initial_state_buffer_size,
+            rmsprop_kwargs=rmsprop_kwargs,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            stats_window_size=stats_window_size,
+        )
         super().__init__(
             policy,
             env,
@@ -171,12 +270,37 @@ class SafeSACBase(OffPolicyAlgorithm):
         self.initial_state_buffer_size = int(initial_state_buffer_size)
         self.rmsprop_kwargs = dict(rmsprop_kwargs or {})
         self.ep_cost_buffer: deque | None = None
+        #: Saved with the model, so that ``load`` can say which algorithm a file belongs to.
+        self.algorithm = type(self).__name__
         self._warned_empty_main = False
         if _init_setup_model:
             self._setup_model()
 
     # Set-up ---------------------------------------------------------------------------------------------------------
     def _setup_model(self) -> None:
+        # The constructor's checks again: load() sets the attributes from a file without calling the constructor.
+        check_arguments(
+            batch_size=self.batch_size,
+            buffer_size=self.buffer_size,
+            learning_starts=self.learning_starts,
+            gradient_steps=self.gradient_steps,
+            tau=self.tau,
+            gamma=self.gamma,
+            target_update_interval=self.target_update_interval,
+            gamma_c=self.gamma_c,
+            nu=self.initial_nu,
+            nu_learning_rate=self.nu_learning_rate,
+            epsilon=self.initial_epsilon,
+            epsilon_max=self.epsilon_max,
+            main_batch=self.main_batch,
+            violation_threshold=self.violation_threshold,
+            n_initial_states=self.n_initial_states,
+            initial_state_batch_size=self.initial_state_batch_size,
+            initial_state_buffer_size=self.initial_state_buffer_size,
+            rmsprop_kwargs=self.rmsprop_kwargs,
+            replay_buffer_kwargs=self.replay_buffer_kwargs,
+            stats_window_size=self._stats_window_size,
+        )
         self.replay_buffer_kwargs = {
             "violation_threshold": self.violation_threshold,
             "initial_state_buffer_size": self.initial_state_buffer_size,
@@ -253,6 +377,9 @@ class SafeSACBase(OffPolicyAlgorithm):
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         if will_reset:
             self.replay_buffer.add_initial_states(self._original_obs())
+        # Episode tallies are not saved: a model loaded (or given a new env) without a reset continues the episodes in
+        # progress from zero, as SB3's Monitor does after load.
+        if will_reset or getattr(self, "_episode_costs", None) is None or len(self._episode_costs) != self.n_envs:
             self._episode_costs = np.zeros(self.n_envs)
             self._episode_violations = np.zeros(self.n_envs, dtype=np.int64)
         if self.ep_cost_buffer is None or reset_num_timesteps:
@@ -466,6 +593,18 @@ class SafeSACBase(OffPolicyAlgorithm):
             "_actor_parameter_names",
             "_target_pairs",
         ]
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfSafeSACBase], path: Any, env: GymEnv | None = None, device: th.device | str = "auto", **kwargs: Any
+    ) -> SelfSafeSACBase:
+        """SB3's ``load``, after checking that the file was saved by this algorithm (a clear error otherwise); the loaded
+        hyperparameters go through the constructor's checks (``_setup_model``)."""
+        saved = _saved_algorithm(path)
+        if saved is not None and saved != cls.__name__:
+            where = "stable_baselines3's SAC" if saved == "SAC" else saved
+            raise ValueError(f"{path} was saved by {where}: load it with that class's load(), not {cls.__name__}.load()")
+        return super().load(path, env=env, device=device, **kwargs)  # type: ignore[return-value]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "actor.optimizer", "critic.optimizer", "safety_critic.optimizer", "lagrangian.optimizer"]

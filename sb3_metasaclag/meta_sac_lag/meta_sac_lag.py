@@ -96,8 +96,11 @@ def _check_epsilon_band(outer_rule: str, epsilon_band: float | Sequence[float] |
     ):
         raise ValueError(f"epsilon_band must be a float or a pair (below, above) of floats, got {epsilon_band!r}")
     below, above = _band_edges(epsilon_band)
-    check_range("epsilon_band (below)", below, 0.0, math.inf)
-    check_range("epsilon_band (above)", above, 0.0, math.inf)
+    if isinstance(epsilon_band, (int, float)):
+        check_range("epsilon_band", below, 0.0, math.inf)
+    else:
+        check_range("epsilon_band (below)", below, 0.0, math.inf)
+        check_range("epsilon_band (above)", above, 0.0, math.inf)
     if outer_rule == "paper" and (below, above) != (math.inf, math.inf):
         raise ValueError("outer_rule='paper' has no epsilon band: use outer_rule='averaged' for epsilon_band")
 
