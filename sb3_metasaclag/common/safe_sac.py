@@ -379,8 +379,9 @@ class SafeSACBase(OffPolicyAlgorithm):
             self.replay_buffer.add_initial_states(self._original_obs())
         # Episode tallies are not saved: a model loaded (or given a new env) without a reset continues the episodes in
         # progress from zero, as SB3's Monitor does after load.
-        if will_reset or getattr(self, "_episode_costs", None) is None or len(self._episode_costs) != self.n_envs:
-            self._episode_costs = np.zeros(self.n_envs)
+        tallies: np.ndarray | None = getattr(self, "_episode_costs", None)
+        if will_reset or tallies is None or len(tallies) != self.n_envs:
+            self._episode_costs: np.ndarray = np.zeros(self.n_envs)
             self._episode_violations = np.zeros(self.n_envs, dtype=np.int64)
         if self.ep_cost_buffer is None or reset_num_timesteps:
             self.ep_cost_buffer = deque(maxlen=self._stats_window_size)
