@@ -178,3 +178,40 @@ def test_load_checks_the_file_like_the_constructor(tmp_path, model_class):
     other = next(cls for cls in MODEL_LIST if cls is not model_class)
     with pytest.raises(ValueError, match=f"saved by {model_class.__name__}: .* not {other.__name__}.load"):
         other.load(tmp_path / "model.zip")
+
+
+class _NanObservationEnv(gym.Env):
+    """A 1-D task whose observation turns NaN at its 5th step."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = np.full(2, np.nan if self.t == 5 else 0.1, dtype=np.float32)
+        return obs, 0.0, False, self.t >= 20, {"cost": 0.0}
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_non_finite_observation_is_refused_and_the_run_cannot_continue_out_of_step(model_class):
+    env = make_vec_env(_NanObservationEnv, n_envs=2, seed=0)
+    model = model_class("MlpPolicy", env, **SMALL)
+    stored = model.replay_buffer.size()
+    with pytest.raises(ValueError, match=r"observation of env 0 at step 10 is not finite"):
+        model.learn(50)
+    assert model.replay_buffer.size() == stored + 2 * 4  # the 4 good steps of both envs, nothing of the bad one
+    with pytest.raises(RuntimeError, match="stopped on a bad step .* observation of env 0"):
+        model.learn(10, reset_num_timesteps=False)
+    model.set_env(make_vec_env(_GoodEnv, n_envs=2, seed=0))
+    model.learn(10, reset_num_timesteps=False)  # a fresh reset: continuing is fine again
+
+
+class _GoodEnv(_NanObservationEnv):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return np.nan_to_num(obs, nan=0.2), reward, terminated, truncated, info

@@ -103,7 +103,16 @@ def test_missing_cost_fails_at_first_step_with_advice(wrapper):
 
 @pytest.mark.parametrize(
     "bad, message",
-    [(float("nan"), "finite, got nan"), (float("inf"), "finite, got inf"), (-0.5, ">= 0, got -0.5"), ("x", "scalar number")],
+    [
+        (float("nan"), "finite, got nan"),
+        (float("inf"), "finite, got inf"),
+        (-0.5, ">= 0, got -0.5"),
+        ("x", "real number"),
+        ("1", "real number .* type str"),
+        (True, "real number .* type bool"),
+        (np.array([1.0]), r"real number .* ndarray of shape \(1,\)"),
+        (1e39, "fit in float32"),
+    ],
 )
 @pytest.mark.parametrize("wrapper", [HardConstraint, CostMonitor])
 def test_bad_costs_rejected_with_value(wrapper, bad, message):

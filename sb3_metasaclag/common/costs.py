@@ -14,6 +14,9 @@ import numpy as np
 
 __all__ = ["MissingCostError", "get_cost", "get_costs"]
 
+#: The largest cost the float32 buffers can store (a larger finite cost would be stored as inf).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 _HOW_TO_FIX = (
     "Every environment used with sb3_metasaclag must report its constraint cost as info['cost'] "
     "(a finite float >= 0) at every step. For a Safety-Gymnasium env built with safety_gymnasium.make, "
@@ -35,20 +38,31 @@ def get_cost(info: dict[str, Any]) -> float:
     :param info: The info dict returned by ``env.step``.
     :return: The cost as a Python float.
     :raises MissingCostError: If there is no ``"cost"`` key.
-    :raises ValueError: If the cost is NaN, infinite, negative or not a scalar.
+    :raises ValueError: If the cost is not a real number (a string, a bool, an array), NaN, infinite, negative or too
+        large for float32.
     """
     try:
         raw = info["cost"]
     except KeyError:
         raise MissingCostError(f"The step info has no 'cost' entry (keys: {sorted(info)}). {_HOW_TO_FIX}") from None
-    try:
-        cost = float(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"info['cost'] must be a scalar number, got {raw!r} of type {type(raw).__name__}.") from None
+    # Real numbers only: a string ("1"), a bool or an array would otherwise be converted silently. A 0-d numeric
+    # array is a number.
+    if isinstance(raw, np.ndarray) and raw.ndim == 0 and raw.dtype.kind in "iuf":
+        raw = raw.item()
+    if isinstance(raw, (bool, np.bool_)) or not isinstance(raw, (int, float, np.integer, np.floating)):
+        shape = f" of shape {raw.shape}" if isinstance(raw, np.ndarray) else ""
+        raise ValueError(
+            f"info['cost'] must be a real number (int or float), got {raw!r} of type {type(raw).__name__}{shape}."
+        )
+    cost = float(raw)
     if not math.isfinite(cost):
         raise ValueError(f"info['cost'] must be finite, got {cost}.")
     if cost < 0:
         raise ValueError(f"info['cost'] must be >= 0, got {cost}.")
+    if cost > FLOAT32_MAX:
+        raise ValueError(
+            f"info['cost'] must fit in float32 (the replay buffer's dtype, at most {FLOAT32_MAX:.4g}), got {cost}."
+        )
     return cost
 
 

@@ -373,6 +373,14 @@ class SafeSACBase(OffPolicyAlgorithm):
         missing = self.n_initial_states - self.replay_buffer.initial_states.size()
         for _ in range(math.ceil(max(missing, 0) / self.n_envs)):
             self.replay_buffer.add_initial_states(self._original_obs(self.env.reset()))
+        interrupted = getattr(self, "_interrupted_by", None)
+        if interrupted is not None and not reset_num_timesteps and self._last_obs is not None:
+            raise RuntimeError(
+                f"The previous learn() stopped on a bad step ({interrupted}). The model's last observation and step "
+                "count no longer match the environment: call learn(..., reset_num_timesteps=True), or set_env() an "
+                "environment to start from its reset, instead of continuing."
+            )
+        self._interrupted_by: str | None = None
         will_reset = reset_num_timesteps or self._last_obs is None
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         if will_reset:
@@ -402,7 +410,14 @@ class SafeSACBase(OffPolicyAlgorithm):
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
-        costs = get_costs(infos)  # fails before anything is stored
+        try:  # everything is checked before anything is stored
+            costs = get_costs(infos)
+            self._check_step(new_obs, reward, dones, infos)
+        except ValueError as error:
+            # SB3 has already advanced num_timesteps and _last_obs is one step behind the env: continuing this run
+            # would pair observations from different steps. learn() refuses to, until it is called with a reset.
+            self._interrupted_by = f"{type(error).__name__}: {error}"
+            raise
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[arg-type]
         self._episode_costs += costs
         self._episode_violations += costs > self.violation_threshold
@@ -414,6 +429,34 @@ class SafeSACBase(OffPolicyAlgorithm):
             self._episode_violations[dones] = 0
             # The VecEnv has already reset the finished envs: their new observation starts an episode (D_0).
             replay_buffer.add_initial_states(self._original_obs(new_obs), select=np.asarray(dones, dtype=bool))
+
+    def _check_step(self, new_obs: Any, reward: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        """Raise a ValueError naming the env and the step if a reward or an observation (terminal ones included) of
+        this VecEnv step is NaN or infinite."""
+        step = self.num_timesteps
+        bad = np.flatnonzero(~np.isfinite(np.asarray(reward, dtype=np.float64).reshape(self.n_envs)))
+        if bad.size:
+            raise ValueError(f"The reward of env {int(bad[0])} at step {step} is not finite: {reward}; nothing was stored.")
+        observations = [("observation", None, new_obs)] + [
+            ("terminal observation", index, info["terminal_observation"])
+            for index, (done, info) in enumerate(zip(dones, infos))
+            if done and "terminal_observation" in info
+        ]
+        for name, env_index, value in observations:
+            for key, array in value.items() if isinstance(value, dict) else [("", value)]:
+                array = np.asarray(array)
+                if array.dtype.kind not in "fc":
+                    continue
+                finite = np.isfinite(array)
+                if finite.all():
+                    continue
+                if env_index is None:
+                    env_index = int(np.flatnonzero(~finite.reshape(self.n_envs, -1).all(axis=1))[0])
+                label = f"{name}[{key!r}]" if key else name
+                raise ValueError(
+                    f"The {label} of env {env_index} at step {step} is not finite (NaN or inf); nothing was stored. "
+                    "Check the environment (or clip or normalise its observations)."
+                )
 
     def dump_logs(self) -> None:
         if self.ep_cost_buffer:
@@ -593,6 +636,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             "_episode_violations",
             "_actor_parameter_names",
             "_target_pairs",
+            "_interrupted_by",
         ]
 
     @classmethod
