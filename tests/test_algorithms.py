@@ -205,7 +205,7 @@ def test_non_finite_observation_is_refused_and_the_run_cannot_continue_out_of_st
     with pytest.raises(ValueError, match=r"observation of env 0 at step 10 is not finite"):
         model.learn(50)
     assert model.replay_buffer.size() == stored + 2 * 4  # the 4 good steps of both envs, nothing of the bad one
-    with pytest.raises(RuntimeError, match="stopped on a bad step .* observation of env 0"):
+    with pytest.raises(RuntimeError, match=r"stopped on a bad step .* observation of env 0"):
         model.learn(10, reset_num_timesteps=False)
     model.set_env(make_vec_env(_GoodEnv, n_envs=2, seed=0))
     model.learn(10, reset_num_timesteps=False)  # a fresh reset: continuing is fine again
