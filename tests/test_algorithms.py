@@ -215,3 +215,46 @@ class _GoodEnv(_NanObservationEnv):
     def step(self, action):
         obs, reward, terminated, truncated, info = super().step(action)
         return np.nan_to_num(obs, nan=0.2), reward, terminated, truncated, info
+
+
+_FULL_DISK = """
+import resource, signal, sys
+from sb3_metasaclag import {cls}
+model = {cls}.load(sys.argv[1])
+model.load_replay_buffer(sys.argv[2])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writing past the limit then fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+for save, path in ((model.save, sys.argv[1]), (model.save_replay_buffer, sys.argv[2])):
+    try:
+        save(path)
+    except OSError as error:
+        print("OSError:", error)
+"""
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_failed_saves_leave_the_previous_files_intact(tmp_path, model_class):
+    import os
+    import subprocess
+    import sys
+
+    model = model_class("MlpPolicy", "SafeBandit-v0", **SMALL)
+    model.learn(80)
+    model.save(tmp_path / "model.zip")
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    before = {name: (tmp_path / name).read_bytes() for name in ("model.zip", "buffer.pkl")}
+    script = _FULL_DISK.format(cls=model_class.__name__)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "model.zip"), str(tmp_path / "buffer.pkl")],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("OSError: ") == 2 and "was left as it was" in result.stdout
+    for name, content in before.items():
+        assert (tmp_path / name).read_bytes() == content, f"{name} was damaged by the failed save"
+    assert sorted(os.listdir(tmp_path)) == ["buffer.pkl", "model.zip"]  # no temporary file left behind
+    loaded = model_class.load(tmp_path / "model.zip")
+    loaded.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert loaded.replay_buffer.size() == model.replay_buffer.size()
+    with pytest.raises(OSError, match="Cannot save to /proc/"):
+        model.save("/proc/model.zip")  # SB3's own save recursed until RecursionError here

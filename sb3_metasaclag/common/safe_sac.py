@@ -9,6 +9,9 @@ it updates the actor and the multipliers, in :meth:`SafeSACBase._train_actor`.
 from __future__ import annotations
 
 import math
+import os
+import pathlib
+import uuid
 import warnings
 from collections import deque
 from typing import Any, ClassVar, Literal, TypeVar
@@ -48,6 +51,35 @@ def check_range(name: str, value: float, low: float, high: float, low_open: bool
     if not ok:
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{name} must lie in {interval}, got {value}")
+
+
+def _atomic_write(path: str | os.PathLike, suffix: str, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path`` (``.suffix`` added when ``path`` has none, as SB3 does), then
+    rename the temporary file over ``path``; on any failure remove it and leave ``path`` as it was."""
+    final = pathlib.Path(path)
+    if final.suffix == "":
+        final = final.with_name(f"{final.name}.{suffix}")
+    if final.is_dir():
+        raise IsADirectoryError(f"Cannot save to {final}: it is a directory")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"Cannot save to {final}: cannot create its directory ({error})") from error
+    temporary = final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.{suffix}")
+    try:
+        # A file object, not a path: SB3's path handling retries forever where a file cannot be created (/proc).
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, final)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OSError(
+                error.errno, f"Cannot save to {final} ({error.strerror or error}); {final} was left as it was"
+            ) from error
+        raise
 
 
 def _saved_algorithm(path: Any) -> str | None:
@@ -638,6 +670,22 @@ class SafeSACBase(OffPolicyAlgorithm):
             "_target_pairs",
             "_interrupted_by",
         ]
+
+    def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
+        """SB3's ``save``, atomic for file paths: the model is written next to ``path`` and renamed over it only once
+        complete, so a failed save (a full disk, a killed process) leaves the previous file intact. An unwritable path
+        raises an ``OSError``. File objects are written to directly, as in SB3."""
+        if not isinstance(path, (str, os.PathLike)):
+            super().save(path, exclude=exclude, include=include)
+            return
+        _atomic_write(path, "zip", lambda target: OffPolicyAlgorithm.save(self, target, exclude=exclude, include=include))
+
+    def save_replay_buffer(self, path: Any) -> None:
+        """SB3's ``save_replay_buffer``, atomic for file paths (see :meth:`save`)."""
+        if not isinstance(path, (str, os.PathLike)):
+            super().save_replay_buffer(path)
+            return
+        _atomic_write(path, "pkl", lambda target: OffPolicyAlgorithm.save_replay_buffer(self, target))
 
     @classmethod
     def load(  # type: ignore[override]
