@@ -125,3 +125,42 @@ def test_bad_costs_rejected_with_value(wrapper, bad, message):
 def test_get_cost_accepts_numpy_scalars():
     assert get_cost({"cost": np.float32(1.5)}) == 1.5
     assert get_cost({"cost": np.array(2.0)}) == 2.0
+
+
+def test_missing_cost_names_the_environment_and_the_wrappers_that_add_one():
+    from sb3_metasaclag import MetaSACLag
+
+    with pytest.raises(MissingCostError, match=r"step info of Pendulum-v1 has no 'cost' entry.*CostFunction.*ZeroCost"):
+        MetaSACLag("MlpPolicy", "Pendulum-v1", learning_starts=10).learn(5)
+
+
+def test_cost_function_and_zero_cost_make_any_env_usable():
+    from sb3_metasaclag import SACLag
+    from sb3_metasaclag.common.wrappers import CostFunction, ZeroCost
+
+    seen = []
+
+    def cost_fn(obs, action, next_obs, info):
+        seen.append((obs.copy(), next_obs.copy()))
+        return float(abs(next_obs[2]) > 1.0)  # angular velocity above 1 rad/s
+
+    env = CostFunction(gym.make("Pendulum-v1"), cost_fn)
+    obs, _ = env.reset(seed=0)
+    next_obs, _, _, _, info = env.step(np.array([2.0], dtype=np.float32))
+    assert info["cost"] == float(abs(next_obs[2]) > 1.0)
+    np.testing.assert_array_equal(seen[0][0], obs)  # the observation before the step
+    np.testing.assert_array_equal(seen[0][1], next_obs)
+    model = SACLag("MlpPolicy", CostMonitor(env), learning_starts=20, batch_size=16, policy_kwargs=dict(net_arch=[8]))
+    model.learn(220)  # one whole 200-step episode
+    assert model.ep_cost_buffer and model.ep_cost_buffer[0][1] == sum(
+        c > 0 for c in [float(abs(n[2]) > 1.0) for _, n in seen[1:201]]
+    )
+    zero = ZeroCost(gym.make("Pendulum-v1"))
+    zero.reset(seed=0)
+    assert zero.step(zero.action_space.sample())[4]["cost"] == 0.0
+    with pytest.raises(ValueError, match=r">= 0, got -1.0"):
+        bad = CostFunction(gym.make("Pendulum-v1"), lambda *args: -1.0)
+        bad.reset(seed=0)
+        bad.step(bad.action_space.sample())
+    with pytest.raises(TypeError, match="cost_fn must be callable"):
+        CostFunction(gym.make("Pendulum-v1"), 1.0)

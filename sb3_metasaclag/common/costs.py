@@ -21,7 +21,9 @@ _HOW_TO_FIX = (
     "Every environment used with sb3_metasaclag must report its constraint cost as info['cost'] "
     "(a finite float >= 0) at every step. For a Safety-Gymnasium env built with safety_gymnasium.make, "
     "wrap it with sb3_metasaclag.common.wrappers.SafetyGymnasiumToGymnasium (or use its "
-    "'Safety<Task>Gymnasium-v0' id with gymnasium.make); for your own env, add the cost to the step info."
+    "'Safety<Task>Gymnasium-v0' id with gymnasium.make); for your own env, add the cost to the step info, or wrap it "
+    "with sb3_metasaclag.common.wrappers.CostFunction(env, cost_fn) (cost_fn(obs, action, next_obs, info) -> float); "
+    "for a task without any cost, sb3_metasaclag.common.wrappers.ZeroCost(env)."
 )
 
 
@@ -32,10 +34,11 @@ class MissingCostError(KeyError):
         return str(self.args[0])
 
 
-def get_cost(info: dict[str, Any]) -> float:
+def get_cost(info: dict[str, Any], source: str | None = None) -> float:
     """Read and validate ``info["cost"]``.
 
     :param info: The info dict returned by ``env.step``.
+    :param source: The environment that returned it (its id), named in the error messages.
     :return: The cost as a Python float.
     :raises MissingCostError: If there is no ``"cost"`` key.
     :raises ValueError: If the cost is not a real number (a string, a bool, an array), NaN, infinite, negative or too
@@ -44,7 +47,8 @@ def get_cost(info: dict[str, Any]) -> float:
     try:
         raw = info["cost"]
     except KeyError:
-        raise MissingCostError(f"The step info has no 'cost' entry (keys: {sorted(info)}). {_HOW_TO_FIX}") from None
+        where = f" of {source}" if source else ""
+        raise MissingCostError(f"The step info{where} has no 'cost' entry (keys: {sorted(info)}). {_HOW_TO_FIX}") from None
     # Real numbers only: a string ("1"), a bool or an array would otherwise be converted silently. A 0-d numeric
     # array is a number.
     if isinstance(raw, np.ndarray) and raw.ndim == 0 and raw.dtype.kind in "iuf":

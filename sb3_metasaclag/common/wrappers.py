@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -9,7 +10,52 @@ from stable_baselines3.common.monitor import Monitor
 
 from sb3_metasaclag.common.costs import get_cost
 
-__all__ = ["CostMonitor", "HardConstraint", "SafetyGymnasiumToGymnasium"]
+__all__ = ["CostFunction", "CostMonitor", "HardConstraint", "SafetyGymnasiumToGymnasium", "ZeroCost", "env_name"]
+
+
+def env_name(env: gym.Env) -> str:
+    """The id of an environment (its class name when it was not made from the registry), for error messages."""
+    spec = getattr(env, "spec", None)
+    return spec.id if spec is not None else type(env.unwrapped).__name__
+
+
+class CostFunction(gym.Wrapper):
+    """Give any environment a cost: ``info["cost"] = cost_fn(obs, action, next_obs, info)`` at every step.
+
+    Use it for a task whose constraint you define yourself, e.g. a joint limit::
+
+        env = CostFunction(gym.make("Pendulum-v1"), lambda obs, action, next_obs, info: float(abs(next_obs[2]) > 6.0))
+
+    :param env: The environment.
+    :param cost_fn: Called with the observation before the step, the action, the observation after it and the step's
+        info; returns the cost (a real number ``>= 0``, checked like any cost).
+    """
+
+    def __init__(self, env: gym.Env, cost_fn: Callable[[Any, Any, Any, dict[str, Any]], float]) -> None:
+        super().__init__(env)
+        if not callable(cost_fn):
+            raise TypeError(f"cost_fn must be callable as cost_fn(obs, action, next_obs, info), got {cost_fn!r}")
+        self.cost_fn = cost_fn
+        self._obs: Any = None
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        self._obs, info = self.env.reset(**kwargs)
+        return self._obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["cost"] = self.cost_fn(self._obs, action, obs, info)
+        get_cost(info, env_name(self.env))  # validate
+        self._obs = obs
+        return obs, reward, terminated, truncated, info
+
+
+class ZeroCost(CostFunction):
+    """``info["cost"] = 0`` at every step: a task without a constraint, for comparisons with the same code path (the
+    Lagrangian algorithms then reduce to SAC with an idle multiplier)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env, lambda obs, action, next_obs, info: 0.0)
 
 
 class HardConstraint(gym.Wrapper):
@@ -28,7 +74,7 @@ class HardConstraint(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        violated = get_cost(info) > self.violation_threshold
+        violated = get_cost(info, env_name(self.env)) > self.violation_threshold
         info["constraint_violated"] = violated
         return obs, reward, terminated or violated, truncated, info
 
@@ -48,7 +94,7 @@ class _EpisodeCostAccumulator(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        cost = get_cost(info)
+        cost = get_cost(info, env_name(self.env))
         self._episode_cost += cost
         self._episode_violations += int(cost > self.violation_threshold)
         if terminated or truncated:
