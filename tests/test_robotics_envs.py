@@ -245,3 +245,29 @@ def test_missing_robotics_dependencies_give_a_clear_error():
     require_robotics(None)
     with pytest.raises(gym.error.DependencyNotInstalled, match=r"sb3-metasaclag\[robotics\].*No module named 'mujoco'"):
         require_robotics(ImportError("No module named 'mujoco'"))
+
+
+def test_generated_model_files_live_in_a_private_per_process_directory(tmp_path):
+    import os
+    import stat
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from sb3_metasaclag.common.envs.helpers import model_directory, write_model
+
+    # A file planted where the models used to go (a predictable shared directory) is never read.
+    planted = Path(tempfile.gettempdir()) / f"sb3_metasaclag_models_{os.getuid()}"
+    planted.mkdir(exist_ok=True)
+    path = write_model("probe", "<mujoco/>")
+    assert Path(path).parent == model_directory() and Path(path).read_text() == "<mujoco/>"
+    assert Path(path).parent != planted and not Path(path).parent.samefile(planted)
+    mode = model_directory().stat()
+    assert stat.S_IMODE(mode.st_mode) == 0o700 and mode.st_uid == os.getuid()
+    assert write_model("probe", "<mujoco/>") == path  # one file per content
+    script = "from sb3_metasaclag.common.envs.helpers import write_model; print(write_model('probe', '<mujoco/>'))"
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    other_path = other.stdout.strip().splitlines()[-1]
+    assert Path(other_path).parent != Path(path).parent  # another process, another directory
+    assert not Path(other_path).exists()  # removed when that process exited

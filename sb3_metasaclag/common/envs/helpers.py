@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,18 +25,30 @@ def robotics_assets_dir() -> Path:
     return Path(gymnasium_robotics.__file__).resolve().parent / "envs" / "assets"
 
 
-def write_model(name: str, xml: str) -> str:
-    """Write a generated MJCF model to a per-user cache directory and return its absolute path.
+_MODEL_DIRECTORY: Path | None = None
 
-    Gymnasium-Robotics' environments load their model from a file path; the generated models refer to its assets by
-    absolute paths, so they are written once per content (the file name carries a hash, and the write is atomic).
+
+def model_directory() -> Path:
+    """This process's private directory for generated model files (created on first use with mode 0700 by
+    ``tempfile.mkdtemp``, removed at exit). Nothing in it comes from another process or user."""
+    global _MODEL_DIRECTORY
+    if _MODEL_DIRECTORY is None or not _MODEL_DIRECTORY.is_dir():
+        _MODEL_DIRECTORY = Path(tempfile.mkdtemp(prefix="sb3_metasaclag_models_"))
+        atexit.register(shutil.rmtree, _MODEL_DIRECTORY, True)
+    return _MODEL_DIRECTORY
+
+
+def write_model(name: str, xml: str) -> str:
+    """Write a generated model file (MJCF or URDF) into this process's private directory; return its absolute path.
+
+    MuJoCo, Gymnasium-Robotics and PyBullet load their models from file paths; the generated models refer to their
+    assets by absolute paths. A file is written once per content and process (its name carries a hash of the content),
+    never taken from a shared location that another user could have prepared.
     """
     digest = hashlib.sha1(xml.encode()).hexdigest()[:16]
-    directory = Path(tempfile.gettempdir()) / f"sb3_metasaclag_models_{os.getuid() if hasattr(os, 'getuid') else 0}"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}_{digest}.xml"
+    path = model_directory() / f"{name}_{digest}.xml"
     if not path.is_file():
-        handle, temporary = tempfile.mkstemp(dir=directory, suffix=".xml")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".xml")
         with os.fdopen(handle, "w") as file:
             file.write(xml)
         os.replace(temporary, path)
