@@ -5,6 +5,7 @@ import warnings
 
 from sb3_metasaclag.common.envs import register_envs
 from sb3_metasaclag.common.safety_gym_compat import import_safety_gymnasium
+from sb3_metasaclag.export import export_policy
 from sb3_metasaclag.meta_sac_lag import MetaSACLag
 from sb3_metasaclag.rcpo_meta_sac import RCPOMetaSAC
 from sb3_metasaclag.rcpo_sac import RCPOSAC
@@ -24,4 +25,4 @@ try:
 except Exception as error:  # pragma: no cover - depends on the user's installation
     warnings.warn(f"Safety-Gymnasium is installed but could not be imported, its tasks are unavailable: {error!r}")
 
-__all__ = ["RCPOSAC", "MetaSACLag", "RCPOMetaSAC", "SACLag", "__version__"]
+__all__ = ["RCPOSAC", "MetaSACLag", "RCPOMetaSAC", "SACLag", "__version__", "export_policy"]
