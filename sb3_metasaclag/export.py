@@ -32,6 +32,11 @@ class DeterministicPolicy(nn.Module):
     :param model: A trained model of this package (or stock SB3 ``SAC``) with a Box observation and action space.
     """
 
+    low: th.Tensor
+    high: th.Tensor
+    mean: th.Tensor
+    std: th.Tensor
+
     def __init__(self, model: Any) -> None:
         super().__init__()
         observation_space, action_space = model.observation_space, model.action_space
@@ -81,27 +86,30 @@ def export_policy(model: Any, path: str | os.PathLike, format: str = "onnx", ops
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    if format == "torchscript":
-        with th.no_grad():
-            traced = th.jit.trace(module, example)
-        traced.save(path)
-        return path
+    validate = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(False)  # value checks would be traced as constants
     try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
-    except ImportError as error:
-        raise ImportError("ONNX export needs the onnx package: pip install 'sb3-metasaclag[export]'") from error
-    with th.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)  # "legacy TorchScript-based ONNX export"
-        # The TorchScript-based exporter: the default dynamo exporter of torch 2.13 needs onnxscript and fails on SB3's
-        # actor, this one handles it.
-        th.onnx.export(
-            module,
-            (example,),
-            path,
-            dynamo=False,
-            input_names=["observation"],
-            output_names=["action"],
-            dynamic_axes={"observation": {0: "batch"}, "action": {0: "batch"}},
-            opset_version=opset_version,
-        )
+        with th.no_grad(), warnings.catch_warnings():
+            # torch 2.13 marks torch.jit and the TorchScript-based ONNX exporter deprecated; both work here, while its
+            # default dynamo ONNX exporter needs onnxscript and fails on SB3's actor.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            if format == "torchscript":
+                th.jit.trace(module, example).save(path)
+                return path
+            try:
+                import onnx  # noqa: F401  (torch's exporter needs it)
+            except ImportError as error:
+                raise ImportError("ONNX export needs the onnx package: pip install 'sb3-metasaclag[export]'") from error
+            th.onnx.export(
+                module,
+                (example,),
+                path,
+                dynamo=False,
+                input_names=["observation"],
+                output_names=["action"],
+                dynamic_axes={"observation": {0: "batch"}, "action": {0: "batch"}},
+                opset_version=opset_version,
+            )
+    finally:
+        th.distributions.Distribution.set_default_validate_args(validate)
     return path
