@@ -258,3 +258,38 @@ def test_failed_saves_leave_the_previous_files_intact(tmp_path, model_class):
     assert loaded.replay_buffer.size() == model.replay_buffer.size()
     with pytest.raises(OSError, match="Cannot save to /proc/"):
         model.save("/proc/model.zip")  # SB3's own save recursed until RecursionError here
+
+
+@pytest.mark.parametrize("model_class", [MetaSACLag, RCPOMetaSAC])
+def test_sac_ent_coef_in_the_meta_variants(model_class):
+    fixed = model_class("MlpPolicy", "SafeBandit-v0", ent_coef=0.05, **SMALL)
+    assert not fixed.learn_alpha and fixed.alpha.item() == pytest.approx(0.05)
+    fixed.learn(80)
+    assert fixed.alpha.item() == pytest.approx(0.05)  # fixed, as SAC's float ent_coef
+    learned = model_class("MlpPolicy", "SafeBandit-v0", ent_coef="auto_0.1", **SMALL)
+    assert learned.learn_alpha and learned.alpha.item() == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="not towards a target entropy"):
+        model_class("MlpPolicy", "SafeBandit-v0", target_entropy=-2.0, **SMALL)
+    with pytest.raises(ValueError, match="'auto', 'auto_<initial alpha>' or a float"):
+        model_class("MlpPolicy", "SafeBandit-v0", ent_coef="automatic", **SMALL)
+    with pytest.raises(ValueError, match=r"alpha .* or ent_coef, not both"):
+        model_class("MlpPolicy", "SafeBandit-v0", ent_coef=0.1, alpha=0.5, **SMALL)
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_sac_arguments_that_cannot_apply_are_refused_with_the_reason(model_class):
+    from stable_baselines3 import HerReplayBuffer
+
+    from sb3_metasaclag.common.buffers import ConstraintReplayBuffer
+
+    class MyBuffer(ConstraintReplayBuffer):
+        pass
+
+    model = model_class("MlpPolicy", "SafeBandit-v0", replay_buffer_class=MyBuffer, sde_sample_freq=4, **SMALL)
+    assert type(model.replay_buffer) is MyBuffer
+    with pytest.raises(ValueError, match=r"constraint-aware replay buffer .* got HerReplayBuffer"):
+        model_class("MlpPolicy", "SafeBandit-v0", replay_buffer_class=HerReplayBuffer, **SMALL)
+    with pytest.raises(ValueError, match="does not support gSDE"):
+        model_class("MlpPolicy", "SafeBandit-v0", use_sde=True, **SMALL)
+    with pytest.raises(ValueError, match="does not support optimize_memory_usage"):
+        model_class("MlpPolicy", "SafeBandit-v0", optimize_memory_usage=True, **SMALL)

@@ -102,6 +102,31 @@ def _saved_algorithm(path: Any) -> str | None:
     return "SAC" if module == "stable_baselines3.sac.policies" else f"an algorithm of another library ({module or '?'})"
 
 
+def check_sac_only_arguments(
+    algorithm: str, replay_buffer_class: type | None, use_sde: bool, optimize_memory_usage: bool
+) -> None:
+    """SAC arguments the constrained algorithms accept, with SAC's defaults, and refuse otherwise with the reason."""
+    if replay_buffer_class is not None and not (
+        isinstance(replay_buffer_class, type) and issubclass(replay_buffer_class, ConstraintReplayBuffer)
+    ):
+        name = getattr(replay_buffer_class, "__name__", repr(replay_buffer_class))
+        raise ValueError(
+            f"{algorithm} needs a constraint-aware replay buffer (ConstraintReplayBuffer or a subclass: it keeps the "
+            f"violating transitions D_s and the initial states D_0 apart), got {name}. HerReplayBuffer relabels goals "
+            "without the costs; train goal-conditioned tasks with the default buffer and MultiInputPolicy."
+        )
+    if use_sde:
+        raise ValueError(
+            f"{algorithm} does not support gSDE (use_sde=True): the safety critics and the meta-gradients are defined for "
+            "SAC's squashed Gaussian with independent noise at each step; use use_sde=False (the default)"
+        )
+    if optimize_memory_usage:
+        raise ValueError(
+            f"{algorithm} does not support optimize_memory_usage=True: its buffer splits transitions between D and D_s, "
+            "so a next observation cannot be read from the following row; use optimize_memory_usage=False (the default)"
+        )
+
+
 def _check_whole(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
@@ -240,8 +265,14 @@ class SafeSACBase(OffPolicyAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
+        replay_buffer_class: type[ConstraintReplayBuffer] | None = None,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        use_sde_at_warmup: bool = False,
+        optimize_memory_usage: bool = False,
         _init_setup_model: bool = True,
     ) -> None:
+        check_sac_only_arguments(type(self).__name__, replay_buffer_class, use_sde, optimize_memory_usage)
         check_arguments(
             batch_size=batch_size,
             buffer_size=buffer_size,
@@ -276,7 +307,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             train_freq,
             gradient_steps,
             action_noise,
-            replay_buffer_class=ConstraintReplayBuffer,  # type: ignore[arg-type]
+            replay_buffer_class=replay_buffer_class or ConstraintReplayBuffer,  # type: ignore[arg-type]
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,

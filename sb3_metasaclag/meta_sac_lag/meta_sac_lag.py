@@ -117,6 +117,32 @@ def _check_outer_step_bounds(outer_rule: str, outer_step_bounds: Sequence[float]
         raise ValueError("outer_rule='paper' has no Rprop steps: use outer_rule='averaged' for outer_step_bounds")
 
 
+def _alpha_from_ent_coef(
+    algorithm: str, ent_coef: str | float | None, target_entropy: str | float, alpha: float, learn_alpha: bool
+) -> tuple[float, bool]:
+    """SAC's ``ent_coef`` in the meta variants: ``"auto"`` learns ``alpha`` (from 1), ``"auto_x"`` learns it from ``x``,
+    a float fixes it (as ``learn_alpha=False``). ``target_entropy`` has no meaning where Eq. 15 learns ``alpha``."""
+    if target_entropy != "auto":
+        raise ValueError(
+            f"{algorithm} learns alpha by meta-gradient (Eq. 15), not towards a target entropy: target_entropy has no "
+            "effect; use min_entropy (averaged rule) for an entropy floor, or a float ent_coef for a fixed alpha"
+        )
+    if ent_coef is None:
+        return alpha, learn_alpha
+    if alpha != 1.0:
+        raise ValueError(f"Give alpha (the initial temperature) or ent_coef, not both (alpha={alpha}, ent_coef={ent_coef!r})")
+    if isinstance(ent_coef, str):
+        if ent_coef == "auto":
+            return 1.0, learn_alpha
+        if ent_coef.startswith("auto_"):
+            try:
+                return float(ent_coef[len("auto_") :]), learn_alpha
+            except ValueError:
+                pass
+        raise ValueError(f"ent_coef must be 'auto', 'auto_<initial alpha>' or a float, got {ent_coef!r}")
+    return float(ent_coef), False
+
+
 class InnerStep(NamedTuple):
     """The result of :meth:`MetaSACLag.inner_step` (steps 3-4)."""
 
@@ -255,6 +281,12 @@ class MetaSACLag(SafeSACBase):
         ``"auto"``: ``-dim(A)``, SAC v2's target; a float; ``-inf`` (default): none. The paper's rule has none.
     :param epsilon_band: The averaged rule keeps ``epsilon`` within this distance of the mean ``J_c`` of the last
         interval (default 0.05; ``inf``: no band). The paper's rule has none.
+    :param ent_coef: SAC's argument: ``"auto"`` (default: learn ``alpha`` from 1), ``"auto_<x>"`` (learn it from
+        ``x``) or a float (a fixed ``alpha``, as ``learn_alpha=False``).
+    :param target_entropy: Only ``"auto"``: Eq. 15, not a target entropy, moves ``alpha`` here (see ``min_entropy``).
+    :param replay_buffer_class: ``ConstraintReplayBuffer`` (default) or a subclass of it.
+    :param use_sde: SAC's gSDE: not supported (``False`` only), nor is ``optimize_memory_usage``; ``sde_sample_freq``
+        and ``use_sde_at_warmup`` are accepted for SAC compatibility and unused.
     :param nu_max: Upper end of ``nu``'s projection (default ``inf``: only ``nu >= 0``, as in the paper).
     :param meta_gradient_method: ``"closed_form"`` (default): exact meta-gradients from first-order gradients (see
         :meth:`inner_step`); ``"autograd"``: the reference implementation that differentiates through the inner
@@ -301,6 +333,8 @@ class MetaSACLag(SafeSACBase):
         epsilon_batch: Literal["main", "mixed"] = "main",
         main_batch: Literal["non_violating", "all"] = "all",
         alpha: float = 1.0,
+        ent_coef: str | float | None = None,
+        target_entropy: str | float = "auto",
         alpha_learning_rate: float | None = None,
         alpha_max_grad_norm: float | None = 0.05,
         learn_epsilon: bool = True,
@@ -324,8 +358,14 @@ class MetaSACLag(SafeSACBase):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
+        replay_buffer_class: type | None = None,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        use_sde_at_warmup: bool = False,
+        optimize_memory_usage: bool = False,
         _init_setup_model: bool = True,
     ) -> None:
+        alpha, learn_alpha = _alpha_from_ent_coef(type(self).__name__, ent_coef, target_entropy, alpha, learn_alpha)
         if epsilon_objective not in EPSILON_OBJECTIVES:
             raise ValueError(f"epsilon_objective must be one of {EPSILON_OBJECTIVES}, got {epsilon_objective!r}")
         if epsilon_batch not in ("main", "mixed"):
@@ -401,6 +441,11 @@ class MetaSACLag(SafeSACBase):
             verbose=verbose,
             seed=seed,
             device=device,
+            replay_buffer_class=replay_buffer_class,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            use_sde_at_warmup=use_sde_at_warmup,
+            optimize_memory_usage=optimize_memory_usage,
             _init_setup_model=_init_setup_model,
         )
 
