@@ -24,9 +24,15 @@ def keep_float64_observations(monkeypatch):
 
 
 def _model(
-    epsilon_objective: str | None, method: str = "closed_form", model_class=MetaSACLag, outer_rule: str = "paper"
+    epsilon_objective: str | None,
+    method: str = "closed_form",
+    model_class=MetaSACLag,
+    outer_rule: str = "paper",
+    nu_optimizer: str = "rmsprop",
 ) -> MetaSACLag:
     extra = {} if epsilon_objective is None else {"epsilon_objective": epsilon_objective, "outer_rule": outer_rule}
+    if nu_optimizer != "rmsprop":
+        extra["nu_optimizer"] = nu_optimizer
     # Tanh networks: the pipeline is smooth, so finite differences do not cross ReLU kinks.
     model = model_class(
         "MlpPolicy",
@@ -83,13 +89,14 @@ def _j_alpha(model, obs, initial, alpha, epsilon_next):
     return model.alpha_objective_value(inner.params, inner.nu, epsilon_next, initial).item()
 
 
-@pytest.mark.parametrize("outer_rule", ["paper", "averaged"])
+@pytest.mark.parametrize("outer_rule, nu_optimizer", [("paper", "rmsprop"), ("averaged", "rmsprop"), ("averaged", "sgd")])
 @pytest.mark.parametrize("epsilon_objective", ["linear", "nonlinear"])
 @pytest.mark.parametrize("method", ["closed_form", "autograd"])
-def test_meta_gradients_match_finite_differences(epsilon_objective, method, outer_rule):
+def test_meta_gradients_match_finite_differences(epsilon_objective, method, outer_rule, nu_optimizer):
     # The averaged rule takes the same meta-gradients (with the straight-through nu', equal to the exact derivative
-    # off the projection, where finite differences define it) and only steps differently.
-    model = _model(epsilon_objective, method, outer_rule=outer_rule)
+    # off the projection, where finite differences define it) and only steps differently. A plain gradient step on nu
+    # (nu_optimizer="sgd") changes d nu'/d epsilon to -nu_learning_rate.
+    model = _model(epsilon_objective, method, outer_rule=outer_rule, nu_optimizer=nu_optimizer)
     obs, validation, initial = _batches(model)
     compute = model.meta_gradients if method == "closed_form" else model.meta_gradients_autograd
     th.manual_seed(SEED_INNER)

@@ -189,3 +189,33 @@ def test_outer_step_bounds_set_the_rprop_step_sizes():
 def test_bad_band_or_step_bounds_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MetaSACLag("MlpPolicy", "SafeBandit-v0", **kwargs, **SMALL)
+
+
+def test_plain_gradient_step_on_nu_is_proportional_to_the_gap():
+    multiplier = LagrangeMultiplier(5.0, learning_rate=0.1, optimizer="sgd")
+    epsilon = th.tensor(0.2, requires_grad=True)
+    new_nu, state = multiplier.differentiable_step(th.tensor(0.5), epsilon)
+    assert new_nu.item() == pytest.approx(5.0 + 0.1 * (0.5 - 0.2)) and state is None
+    (derivative,) = th.autograd.grad(new_nu, epsilon)
+    value, _, closed_form = multiplier.step_with_derivative(th.tensor(0.5), 0.2)
+    assert derivative.item() == pytest.approx(-0.1) and closed_form.item() == pytest.approx(-0.1)
+    multiplier.commit(value, None)
+    assert multiplier.value == pytest.approx(5.03)
+    multiplier.step(th.tensor(0.0), 0.2)  # the ordinary step of the fixed-threshold baselines
+    assert multiplier.value == pytest.approx(5.03 - 0.02)
+    with pytest.raises(ValueError, match="optimizer of nu must be one of"):
+        LagrangeMultiplier(1.0, 0.1, optimizer="adam")
+
+
+@pytest.mark.parametrize("model_class", ["MetaSACLag", "SACLag"])
+def test_models_learn_save_and_load_with_the_sgd_nu(tmp_path, model_class):
+    import sb3_metasaclag
+
+    cls = getattr(sb3_metasaclag, model_class)
+    model = cls("MlpPolicy", "SafeNavigation2DSoft-v0", nu_optimizer="sgd", nu_learning_rate=0.5, seed=0, **SMALL)
+    assert isinstance(model.lagrangian.optimizer, th.optim.SGD)
+    model.learn(120)
+    assert model.lagrangian.value != 10.0
+    model.save(tmp_path / "model")
+    loaded = cls.load(tmp_path / "model")
+    assert isinstance(loaded.lagrangian.optimizer, th.optim.SGD) and loaded.lagrangian.value == model.lagrangian.value

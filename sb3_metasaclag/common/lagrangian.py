@@ -11,8 +11,12 @@ from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop
 __all__ = ["LagrangeMultiplier"]
 
 
+NU_OPTIMIZERS = ("rmsprop", "sgd")
+
+
 class LagrangeMultiplier:
-    """``nu >= 0`` of ``L = J_r - nu * (J_c - epsilon)``, descended with RMSProp and projected on ``nu >= 0``.
+    """``nu >= 0`` of ``L = J_r - nu * (J_c - epsilon)``, descended with RMSProp (or plain gradient steps) and projected
+    on ``nu >= 0``.
 
     The gradient of ``L`` with respect to ``nu`` is ``-(J_c - epsilon)``: ``nu`` grows while the constraint
     estimate ``J_c = E[Qc(s, a ~ pi)]`` exceeds the threshold ``epsilon`` and shrinks otherwise.
@@ -21,6 +25,9 @@ class LagrangeMultiplier:
     :param learning_rate: RMSProp learning rate ``beta_nu``.
     :param optimizer_kwargs: Other ``torch.optim.RMSprop`` arguments (``alpha``, ``eps``, ...).
     :param device: PyTorch device.
+    :param optimizer: ``"rmsprop"`` (the paper's; its step is about ``learning_rate`` whatever the size of a steady gap
+        ``J_c - epsilon``) or ``"sgd"`` (a plain gradient step, ``learning_rate * (J_c - epsilon)``: proportional to the
+        gap, so a small persistent gap moves ``nu`` slowly).
     :param max_value: Upper end of the projection of ``nu`` (``inf``: none, the paper's ``nu >= 0`` only).
     :param straight_through: Differentiate ``nu'`` through its projection on ``nu >= 0`` as if it were absent
         (``d nu'/d epsilon`` of the unprojected step). The exact derivative (False, the paper's reading) is 0 wherever
@@ -35,6 +42,7 @@ class LagrangeMultiplier:
         device: th.device | str = "cpu",
         straight_through: bool = False,
         max_value: float = float("inf"),
+        optimizer: str = "rmsprop",
     ) -> None:
         if initial_value < 0:
             raise ValueError(f"The initial Lagrange multiplier nu must be >= 0, got {initial_value}")
@@ -42,11 +50,24 @@ class LagrangeMultiplier:
             raise ValueError(
                 f"The largest Lagrange multiplier nu_max must be >= the initial nu {initial_value}, got {max_value}"
             )
+        if optimizer not in NU_OPTIMIZERS:
+            raise ValueError(f"The optimizer of nu must be one of {NU_OPTIMIZERS}, got {optimizer!r}")
         self.straight_through = bool(straight_through)
         self.max_value = float(max_value)
         self.nu = th.tensor(float(initial_value), device=device, requires_grad=True)
-        self.optimizer = th.optim.RMSprop([self.nu], lr=learning_rate, **(optimizer_kwargs or {}))
-        self._differentiable = DifferentiableRMSprop(self.optimizer)
+        self._differentiable: DifferentiableRMSprop | None = None
+        if optimizer == "sgd":
+            self.optimizer: th.optim.Optimizer = th.optim.SGD([self.nu], lr=learning_rate)
+        else:
+            self.optimizer = th.optim.RMSprop([self.nu], lr=learning_rate, **(optimizer_kwargs or {}))
+            self._differentiable = DifferentiableRMSprop(self.optimizer)  # type: ignore[arg-type]
+
+    def _raw_step(self, grad: th.Tensor) -> tuple[th.Tensor, Any]:
+        """``nu - step(grad)`` before the projection, and the optimizer state it leads to."""
+        if self._differentiable is None:
+            return self.nu.detach() - self.optimizer.param_groups[0]["lr"] * grad, None
+        (new_nu,), states = self._differentiable.step([grad], [self.nu.detach()])
+        return new_nu, states
 
     @property
     def value(self) -> float:
@@ -68,8 +89,11 @@ class LagrangeMultiplier:
         """
         with th.no_grad():
             grad = self.gradient(constraint_value.detach(), th.as_tensor(epsilon))
-            (new_nu,), states = self._differentiable.step([grad], [self.nu.detach()])
-            (derivative,) = self._differentiable.step_derivative([grad])
+            new_nu, states = self._raw_step(grad)
+            if self._differentiable is None:
+                derivative = th.full_like(new_nu, -self.optimizer.param_groups[0]["lr"])
+            else:
+                (derivative,) = self._differentiable.step_derivative([grad])
             if not self.straight_through:
                 inside = (new_nu > 0) & (new_nu < self.max_value)
                 derivative = th.where(inside, derivative, th.zeros_like(derivative))
@@ -83,7 +107,7 @@ class LagrangeMultiplier:
         :return: ``nu'`` and the pending optimizer state, to pass to :meth:`commit`.
         """
         grad = self.gradient(constraint_value.detach(), epsilon)
-        (new_nu,), states = self._differentiable.step([grad], [self.nu.detach()])
+        new_nu, states = self._raw_step(grad)
         projected = new_nu.clamp(0.0, self.max_value)
         if self.straight_through:  # the value of the projection, the derivative of the unprojected step
             return new_nu + (projected - new_nu).detach(), states
@@ -91,7 +115,11 @@ class LagrangeMultiplier:
 
     def commit(self, new_nu: th.Tensor, states: Any) -> None:
         """Make ``nu'`` (from :meth:`differentiable_step`) the current value and keep the optimizer state it used."""
-        self._differentiable.commit([new_nu], states)
+        if self._differentiable is None:
+            with th.no_grad():
+                self.nu.copy_(new_nu.detach())
+        else:
+            self._differentiable.commit([new_nu], states)
 
     def step(self, constraint_value: th.Tensor, epsilon: th.Tensor | float) -> None:
         """An ordinary (non-differentiable) RMSProp step on ``nu``, then the projection on ``nu >= 0``."""

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from sb3_metasaclag.common.buffers import ConstraintReplayBuffer, ConstraintReplayBufferSamples
 from sb3_metasaclag.common.costs import get_costs
-from sb3_metasaclag.common.lagrangian import LagrangeMultiplier
+from sb3_metasaclag.common.lagrangian import NU_OPTIMIZERS, LagrangeMultiplier
 from sb3_metasaclag.common.policies import MlpPolicy, MultiInputPolicy, SafeSACPolicy
 from sb3_metasaclag.common.wrappers import CostMonitor
 
@@ -201,7 +201,9 @@ class SafeSACBase(OffPolicyAlgorithm):
 
     :param gamma_c: Discount ``gamma_c`` of the safety critic (Eq. 2).
     :param nu: Initial Lagrange multiplier ``nu``.
-    :param nu_learning_rate: RMSProp learning rate of ``nu``.
+    :param nu_learning_rate: Learning rate of ``nu``.
+    :param nu_optimizer: ``"rmsprop"`` (default, the paper's) or ``"sgd"``: plain gradient steps on ``nu``, proportional
+        to the gap ``J_c - epsilon`` (RMSProp's steps are about the learning rate whatever a steady gap's size).
     :param epsilon: (Initial) safety threshold ``epsilon`` on ``E[Qc]``.
     :param epsilon_max: Upper bound of ``epsilon`` (``Qc`` is a discounted probability, so 1 by default).
     :param main_batch: Transitions of the batch ``B`` (reward critics, ``nu`` and the actor) and of ``B'``:
@@ -251,6 +253,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         gamma_c: float = 0.99,
         nu: float = 10.0,
         nu_learning_rate: float = 1e-2,
+        nu_optimizer: Literal["rmsprop", "sgd"] = "rmsprop",
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
         main_batch: Literal["non_violating", "all"] = "all",
@@ -273,6 +276,8 @@ class SafeSACBase(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         check_sac_only_arguments(type(self).__name__, replay_buffer_class, use_sde, optimize_memory_usage)
+        if nu_optimizer not in NU_OPTIMIZERS:
+            raise ValueError(f"nu_optimizer must be one of {NU_OPTIMIZERS}, got {nu_optimizer!r}")
         check_arguments(
             batch_size=batch_size,
             buffer_size=buffer_size,
@@ -326,6 +331,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         self.gamma_c = float(gamma_c)
         self.initial_nu = float(nu)
         self.nu_learning_rate = float(nu_learning_rate)
+        self.nu_optimizer = nu_optimizer
         self.initial_epsilon = float(epsilon)
         self.epsilon_max = float(epsilon_max)
         self.n_initial_states = int(n_initial_states)
@@ -381,6 +387,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             self.device,
             self.lagrangian_straight_through,
             getattr(self, "nu_max", math.inf),
+            getattr(self, "nu_optimizer", "rmsprop"),  # absent from models saved before it existed
         )
         self.epsilon = th.tensor(self.initial_epsilon, device=self.device, requires_grad=True)
         self._setup_entropy()

@@ -247,7 +247,8 @@ class MetaSACLag(SafeSACBase):
     :param target_update_interval: Update the target networks every ``target_update_interval`` gradient steps.
     :param gamma_c: Discount factor ``gamma_c`` of the safety critic (Eq. 2).
     :param nu: Initial Lagrange multiplier ``nu`` (paper, Table 1 for its tasks).
-    :param nu_learning_rate: RMSProp learning rate ``beta_nu`` of ``nu``.
+    :param nu_learning_rate: Learning rate ``beta_nu`` of ``nu``.
+    :param nu_optimizer: ``"rmsprop"`` (the paper's) or ``"sgd"`` (plain gradient steps on ``nu``; see ``SafeSACBase``).
     :param epsilon: Initial safety threshold ``epsilon`` (paper: 1).
     :param epsilon_max: Upper bound of ``epsilon``; ``Qc`` is a discounted probability, hence 1.
     :param epsilon_learning_rate: Learning rate ``beta_epsilon`` of ``epsilon``: RMSProp's (paper) or Rprop's initial
@@ -326,6 +327,7 @@ class MetaSACLag(SafeSACBase):
         gamma_c: float = 0.99,
         nu: float = 10.0,
         nu_learning_rate: float = 1e-2,
+        nu_optimizer: Literal["rmsprop", "sgd"] = "rmsprop",
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
         epsilon_learning_rate: float | None = None,
@@ -427,6 +429,7 @@ class MetaSACLag(SafeSACBase):
             gamma_c=gamma_c,
             nu=nu,
             nu_learning_rate=nu_learning_rate,
+            nu_optimizer=nu_optimizer,
             epsilon=epsilon,
             epsilon_max=epsilon_max,
             main_batch=main_batch,
