@@ -42,7 +42,7 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     "metasaclag-paper": ("MetaSACLag", dict(outer_rule="paper")),
     "saclag": ("SACLag", dict(epsilon=0.5)),
     "sac": ("SAC", {}),
-    # Candidates screened while choosing the default (docs/outer_loop/screening.md). "noband" is the averaged rule
+    # Candidates screened while choosing the default (docs/outer_loop/screening/screening.md). "noband" is the averaged rule
     # without its epsilon band; the others change one or two arguments of it.
     "metasaclag-noband": ("MetaSACLag", dict(epsilon_band=math.inf, min_entropy="auto")),
     "metasaclag-noband-nofloor": ("MetaSACLag", dict(epsilon_band=math.inf, min_entropy=-math.inf)),
