@@ -293,3 +293,20 @@ def test_sac_arguments_that_cannot_apply_are_refused_with_the_reason(model_class
         model_class("MlpPolicy", "SafeBandit-v0", use_sde=True, **SMALL)
     with pytest.raises(ValueError, match="does not support optimize_memory_usage"):
         model_class("MlpPolicy", "SafeBandit-v0", optimize_memory_usage=True, **SMALL)
+
+
+class _AlwaysViolatingEnv(_GoodEnv):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, {**info, "cost": 1.0}
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_training_waits_for_non_violating_transitions_only_when_it_needs_them(model_class):
+    model = model_class("MlpPolicy", _AlwaysViolatingEnv(), **SMALL)  # main_batch="all": every transition is usable
+    model.learn(100)
+    assert model.replay_buffer.main.size() == 0 and model._n_updates > 0
+    waiting = model_class("MlpPolicy", _AlwaysViolatingEnv(), main_batch="non_violating", **SMALL)
+    with pytest.warns(UserWarning, match="Every transition collected so far violates"):
+        waiting.learn(100)
+    assert waiting._n_updates == 0

@@ -1,9 +1,9 @@
 """What every algorithm of the package shares: a SAC-style off-policy learner with safety critics and a Lagrangian.
 
 :class:`SafeSACBase` owns the cost plumbing (routing transitions to ``D`` / ``D_s``, feeding ``D_0``, episode cost
-statistics), the reward and safety critics (steps 1-2 of ``ALGORITHM.md``), the Lagrange multiplier ``nu``, the
-safety threshold ``epsilon`` and the entropy temperature ``alpha``, saving and logging. An algorithm states only how
-it updates the actor and the multipliers, in :meth:`SafeSACBase._train_actor`.
+statistics), the reward and safety critics (steps 1-2 of one update, see :class:`~sb3_metasaclag.MetaSACLag`), the
+Lagrange multiplier ``nu``, the safety threshold ``epsilon`` and the entropy temperature ``alpha``, saving and
+logging. An algorithm states only how it updates the actor and the multipliers, in :meth:`SafeSACBase._train_actor`.
 """
 
 from __future__ import annotations
@@ -560,7 +560,7 @@ class SafeSACBase(OffPolicyAlgorithm):
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
         self._update_learning_rate(self._critic_optimizers())
-        if self.replay_buffer.main.size() == 0:
+        if self.main_batch == "non_violating" and self.replay_buffer.main.size() == 0:
             if not self._warned_empty_main:
                 warnings.warn(
                     "Every transition collected so far violates the constraint: the reward critic and the actor wait."

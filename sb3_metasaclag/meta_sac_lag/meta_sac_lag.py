@@ -223,7 +223,7 @@ class MetaSACLag(SafeSACBase):
       ``batch_size``, ``tau``, ``learning_starts``, network sizes;
     - Meta-SAC (Wang & Ni 2020), whose ``alpha`` meta-objective Eq. 15 extends: Adam on ``log alpha`` with
       gradient-norm clipping ``0.05`` and ``log alpha <= 0``; batches of 256 initial states;
-    - our choices (the paper omits them), measured on the built-in tasks (README, "Defaults"):
+    - our choices (the paper omits them), measured on the built-in tasks (README, "Learning on known answers"):
       ``nu = 10`` (the smallest initial ``nu`` of the paper's Table 1), ``gamma_c = 0.99`` (like ``gamma``),
       ``nu_learning_rate = 1e-2``; for the paper's rule ``epsilon_learning_rate = 1e-2`` and
       ``alpha_learning_rate = 3e-3`` (with ``epsilon_learning_rate = 1e-3`` the multiplier reached its projection
