@@ -155,8 +155,8 @@ def check_arguments(
     replay_buffer_kwargs: dict[str, Any] | None,
     stats_window_size: int,
 ) -> None:
-    """Raise a ValueError that names the argument and its allowed range unless every argument is valid (used by the
-    constructor and again by ``load``, which does not call it)."""
+    """Raise a ValueError that names the argument and its allowed range unless every argument is valid (called when
+    the model is set up, by the constructor and by ``load`` alike)."""
     _check_whole("batch_size", batch_size, 1)
     _check_whole("buffer_size", buffer_size, 1)
     _check_whole("learning_starts", learning_starts, 0)
@@ -278,28 +278,6 @@ class SafeSACBase(OffPolicyAlgorithm):
         check_sac_only_arguments(type(self).__name__, replay_buffer_class, use_sde, optimize_memory_usage)
         if nu_optimizer not in NU_OPTIMIZERS:
             raise ValueError(f"nu_optimizer must be one of {NU_OPTIMIZERS}, got {nu_optimizer!r}")
-        check_arguments(
-            batch_size=batch_size,
-            buffer_size=buffer_size,
-            learning_starts=learning_starts,
-            gradient_steps=gradient_steps,
-            tau=tau,
-            gamma=gamma,
-            target_update_interval=target_update_interval,
-            gamma_c=gamma_c,
-            nu=nu,
-            nu_learning_rate=nu_learning_rate,
-            epsilon=epsilon,
-            epsilon_max=epsilon_max,
-            main_batch=main_batch,
-            violation_threshold=violation_threshold,
-            n_initial_states=n_initial_states,
-            initial_state_batch_size=initial_state_batch_size,
-            initial_state_buffer_size=initial_state_buffer_size,
-            rmsprop_kwargs=rmsprop_kwargs,
-            replay_buffer_kwargs=replay_buffer_kwargs,
-            stats_window_size=stats_window_size,
-        )
         super().__init__(
             policy,
             env,
@@ -347,7 +325,8 @@ class SafeSACBase(OffPolicyAlgorithm):
 
     # Set-up ---------------------------------------------------------------------------------------------------------
     def _setup_model(self) -> None:
-        # The constructor's checks again: load() sets the attributes from a file without calling the constructor.
+        # Here rather than in the constructor, so that load(), which sets the attributes from a file without the
+        # constructor's arguments, goes through the same checks.
         check_arguments(
             batch_size=self.batch_size,
             buffer_size=self.buffer_size,
