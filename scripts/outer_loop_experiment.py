@@ -70,7 +70,10 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     # the 2-D tasks: alpha cannot collapse)
     "metasaclag-numax20": ("MetaSACLag", dict(nu_max=20.0)),
     "metasaclag-ent4": ("MetaSACLag", dict(min_entropy=-4.0)),
-    # Not run yet: plain gradient steps on nu (windup proportional to the gap), alone and with a narrow lower band edge.
+    # Not run yet: the paper's nonlinear epsilon objective (Eq. 16, no envelope cancellation: it is not the actor's own
+    # objective) under the averaged rule; plain gradient steps on nu (windup proportional to the gap), alone and with
+    # a narrow lower band edge.
+    "metasaclag-nl": ("MetaSACLag", dict(epsilon_objective="nonlinear")),
     "metasaclag-sgdnu": ("MetaSACLag", dict(nu_optimizer="sgd", nu_learning_rate=0.1)),
     "metasaclag-sgdnu-band": ("MetaSACLag", dict(nu_optimizer="sgd", nu_learning_rate=0.1, epsilon_band=(0.01, 0.05))),
 }
