@@ -113,3 +113,34 @@ def test_multi_env_and_vec_normalize(tmp_path, model_class):
     restored = VecNormalize.load(str(tmp_path / "vecnormalize.pkl"), make_vec_env(ENV_ID, n_envs=3))
     loaded = model_class.load(tmp_path / "model", env=restored)
     loaded.learn(30, reset_num_timesteps=False)
+
+
+class _ImageTask(gym.Env):
+    """Images (channel last, uint8) whose brightness says where to move; moving right of 0.5 costs."""
+
+    observation_space = gym.spaces.Box(0, 255, (36, 36, 3), dtype=np.uint8)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.t += 1
+        cost = float(action[0] > 0.5)
+        return self.observation_space.sample(), float(action[0]), False, self.t >= 10, {"cost": cost}
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_cnn_policy_on_image_observations(tmp_path, model_class):
+    kwargs = {**SMALL, "policy_kwargs": dict(net_arch=[16], features_extractor_kwargs=dict(features_dim=32))}
+    model = model_class("CnnPolicy", _ImageTask(), buffer_size=400, seed=0, **kwargs)
+    assert type(model.policy).__name__ == "CnnPolicy"
+    model.learn(80)  # SB3 puts the channel first (VecTransposeImage); the buffer keeps uint8 images
+    assert model.replay_buffer.size() == 80 and model._n_updates > 0
+    assert model.replay_buffer.main.observations.data.dtype == np.uint8
+    observation = _ImageTask().observation_space.sample()
+    action = model.predict(observation, deterministic=True)[0]
+    model.save(tmp_path / "model")
+    np.testing.assert_array_equal(model_class.load(tmp_path / "model").predict(observation, deterministic=True)[0], action)

@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from sb3_metasaclag.common.buffers import ConstraintReplayBuffer, ConstraintReplayBufferSamples
 from sb3_metasaclag.common.costs import get_costs
 from sb3_metasaclag.common.lagrangian import NU_OPTIMIZERS, LagrangeMultiplier
-from sb3_metasaclag.common.policies import MlpPolicy, MultiInputPolicy, SafeSACPolicy
+from sb3_metasaclag.common.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SafeSACPolicy
 from sb3_metasaclag.common.wrappers import CostMonitor
 
 __all__ = ["SafeSACBase"]
@@ -220,6 +220,7 @@ class SafeSACBase(OffPolicyAlgorithm):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {  # type: ignore[misc]
         "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
     policy: SafeSACPolicy
