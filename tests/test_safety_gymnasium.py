@@ -63,3 +63,13 @@ def test_car_circle_passes_sb3_checker():
 
     with pytest.warns(UserWarning):  # its action space is float64, which SB3 flags
         check_env(gym.make("SafetyCarCircle2Gymnasium-v0"))
+
+
+def test_import_does_not_print_gymnasium_robotics_adroit_notice():
+    import subprocess
+    import sys
+
+    script = "import sb3_metasaclag, farama_notifications; print('gymnasium_robotics' in farama_notifications.notifications)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    assert "AdroitHand" not in result.stderr
+    assert result.stdout.strip() == "True"  # only withheld during the import, not removed

@@ -17,10 +17,12 @@ is not installed (it then returns ``None``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -139,6 +141,24 @@ def is_patched() -> bool:
     return _PATCHED
 
 
+@contextlib.contextmanager
+def without_adroit_notice() -> Iterator[None]:
+    """Import gymnasium-robotics within the block without the notice it prints to stderr on every import (about the
+    reward functions of its Adroit hand tasks, which this package does not use). Only that notice is withheld: the
+    entry is taken out of ``farama_notifications.notifications`` for the block and put back after it."""
+    try:
+        from farama_notifications import notifications
+    except ImportError:
+        yield
+        return
+    saved = notifications.pop("gymnasium_robotics", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            notifications["gymnasium_robotics"] = saved
+
+
 def import_safety_gymnasium() -> types.ModuleType | None:
     """Import Safety-Gymnasium through the compatibility layer.
 
@@ -153,7 +173,8 @@ def import_safety_gymnasium() -> types.ModuleType | None:
         return None
     _install_gymnasium_aliases()
     _preload_hashable_colors(next(iter(spec.submodule_search_locations)))
-    safety_gymnasium = importlib.import_module("safety_gymnasium")
+    with without_adroit_notice():  # Safety-Gymnasium imports gymnasium-robotics
+        safety_gymnasium = importlib.import_module("safety_gymnasium")
     _patch_registration(safety_gymnasium)
     _PATCHED = True
     return safety_gymnasium

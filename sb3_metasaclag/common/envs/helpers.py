@@ -14,8 +14,11 @@ import numpy as np
 
 def robotics_assets_dir() -> Path:
     """Directory of the MuJoCo assets that gymnasium-robotics ships (meshes, textures, robot descriptions)."""
+    from sb3_metasaclag.common.safety_gym_compat import without_adroit_notice
+
     try:
-        import gymnasium_robotics
+        with without_adroit_notice():
+            import gymnasium_robotics
     except ImportError as error:  # pragma: no cover - depends on the installation
         import gymnasium as gym
 
