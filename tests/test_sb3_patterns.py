@@ -144,3 +144,33 @@ def test_cnn_policy_on_image_observations(tmp_path, model_class):
     action = model.predict(observation, deterministic=True)[0]
     model.save(tmp_path / "model")
     np.testing.assert_array_equal(model_class.load(tmp_path / "model").predict(observation, deterministic=True)[0], action)
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_save_load_continue_equals_an_uninterrupted_run_bit_for_bit(tmp_path, model_class):
+    """With the model, its replay buffer, the same env (not reset) and the random states of Python, NumPy and torch
+    carried over, a run split by save/load ends with exactly the parameters of an uninterrupted run (CPU)."""
+    import random
+
+    def env():
+        return make_vec_env(ENV_ID, n_envs=1, seed=0)
+
+    uninterrupted = model_class("MlpPolicy", env(), seed=0, **SMALL)
+    uninterrupted.learn(300)
+    training_env = env()
+    first = model_class("MlpPolicy", training_env, seed=0, **SMALL)
+    first.learn(163)  # mid-episode, and mid-interval of the averaged outer rule (113 updates)
+    first.save(tmp_path / "model")
+    first.save_replay_buffer(tmp_path / "buffer")
+    states = random.getstate(), np.random.get_state(), th.get_rng_state()
+    del first
+    resumed = model_class.load(tmp_path / "model", env=training_env, force_reset=False)
+    resumed.load_replay_buffer(tmp_path / "buffer")
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    th.set_rng_state(states[2])
+    resumed.learn(137, reset_num_timesteps=False)
+    expected, actual = uninterrupted.policy.state_dict(), resumed.policy.state_dict()
+    assert all(th.equal(expected[key], actual[key]) for key in expected)
+    assert resumed.lagrangian.value == uninterrupted.lagrangian.value
+    assert th.equal(resumed.epsilon, uninterrupted.epsilon) and th.equal(resumed.log_ent_coef, uninterrupted.log_ent_coef)
