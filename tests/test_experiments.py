@@ -157,6 +157,8 @@ def test_bad_algorithm_environment_or_storage_fail_before_any_run(tmp_path, caps
     assert main(["run", "--contender", "x", "--envs", "SafeBandit-v0", "--storage", storage, "--study", "s"]) == 2
     assert "LABEL ALGO" in capsys.readouterr().err
     assert not (tmp_path / "logs").exists()
+    with pytest.raises(ValueError, match=r"without '\|'"):
+        validate_grid(grid_cells([Contender("a|b", "sac")], ["SafeBandit-v0"], [0]))
     with pytest.raises(ValueError, match="names two algorithms"):
         validate_grid(grid_cells([Contender("a", "sac"), Contender("a", "saclag")], ["SafeBandit-v0"], [0]))
 

@@ -186,6 +186,8 @@ def validate_grid(cells: Sequence[GridCell]) -> None:
     for cell in cells:
         if cell.algo not in algos:
             raise ValueError(f"Unknown algorithm {cell.algo!r}: expected one of RL Zoo's {sorted(algos)}")
+        if not cell.label or "|" in cell.label:
+            raise ValueError(f"A contender label must be a non-empty name without '|', got {cell.label!r}")
         if labels.setdefault(cell.label, cell.algo) != cell.algo:
             raise ValueError(f"Label {cell.label!r} names two algorithms ({labels[cell.label]} and {cell.algo})")
         try:
