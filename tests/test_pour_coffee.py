@@ -166,3 +166,17 @@ def test_meta_sac_lag_learns_on_pour_coffee():
     model = MetaSACLag("MlpPolicy", "SafePourCoffee-v0", learning_starts=100, seed=0)
     model.learn(300)
     assert model.num_timesteps == 300
+
+
+def test_fig3_metrics_reach_the_end_of_an_episode_that_a_violation_ends():
+    from sb3_metasaclag.common.wrappers import HardConstraint
+
+    env = HardConstraint(SafePourCoffeeEnv(setting=3))  # spillage counts: the jerky move violates within 20 steps
+    env.reset(seed=0)
+    for step in range(20):
+        _, _, terminated, truncated, info = env.step(np.array([1.0 if step % 2 == 0 else -1.0, 0.0, 0.0, 0.0]))
+        if terminated or truncated:
+            break
+    assert terminated and info["constraint_violated"]
+    assert all(np.isfinite(info[key]) for key in ("ee_acceleration_mean", "ee_jerk_mean", "ee_jerk_max"))
+    assert info["ee_acceleration_max"] > 8.0 and info["success"] is False

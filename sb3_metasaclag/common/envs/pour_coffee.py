@@ -115,7 +115,8 @@ class SafePourCoffeeEnv(gym.Env):
       (a jerky move), spills. ``info["fill"]`` (m), ``info["poured"]`` and ``info["spilled_total"]`` (fractions of
       the initial volume) report it.
     - **Success**: at least half of the coffee poured into the target cup (``info["is_success"]``).
-    - **Episode**: 200 steps (8.3 s at 24 Hz). At its end ``info`` also holds ``success``, ``ee_acceleration_mean``,
+    - **Episode**: 200 steps (8.3 s at 24 Hz). At its end, and on every violating step (which ends it under hard
+      constraints), ``info`` also holds ``success``, ``ee_acceleration_mean``,
       ``ee_acceleration_max``, ``ee_jerk_mean`` and ``ee_jerk_max`` (m/s^2, m/s^3, from finite differences of the mug
       velocity at 24 Hz): the quantities of the paper's Fig. 3.
 
@@ -379,7 +380,9 @@ class SafePourCoffeeEnv(gym.Env):
             "distance": distance,
             "is_success": self._success,
         }
-        if truncated:
+        if truncated or violated:
+            # Also on a violating step: under hard constraints (HardConstraint, the paper's training) it ends the
+            # episode, which this env itself does not know.
             info.update(self.episode_metrics())
         return self._observation(), float(reward), False, truncated, info
 
