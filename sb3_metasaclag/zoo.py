@@ -352,35 +352,16 @@ def _cost_trial_eval_callback(base: type) -> type:
     if getattr(base, _PATCHED_MARK, False):
         return base
 
-    class CostTrialEvalCallback(base):  # type: ignore[valid-type, misc]
+    from sb3_metasaclag.common.callbacks import CostEvaluationMixin
+
+    class CostTrialEvalCallback(CostEvaluationMixin, base):  # type: ignore[valid-type, misc]
         """Also sets the trial's user attributes ``eval_cost`` and ``eval_violation_rate`` (share of evaluation
         episodes with a violating step) after every evaluation, and logs them as ``eval/mean_cost`` and
         ``eval/violation_rate``."""
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._costs: list[float] = []
-            self._violations: list[float] = []
-
-        def _log_success_callback(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
-            super()._log_success_callback(locals_, globals_)
-            episode = locals_["info"].get("episode") if locals_["done"] else None
-            if episode is not None and "c" in episode:
-                self._costs.append(float(episode["c"]))
-                self._violations.append(float(episode["v"]))
-
-        def _on_step(self) -> bool:
-            evaluating = self.eval_freq > 0 and self.n_calls % self.eval_freq == 0
-            if evaluating:
-                self._costs, self._violations = [], []
-            continue_training = super()._on_step()
-            if evaluating and self._costs:
-                cost, rate = float(np.mean(self._costs)), float(np.mean(np.asarray(self._violations) > 0))
-                self.trial.set_user_attr("eval_cost", cost)
-                self.trial.set_user_attr("eval_violation_rate", rate)
-                self.logger.record("eval/mean_cost", cost)
-                self.logger.record("eval/violation_rate", rate)
-            return continue_training
+        def _on_cost_evaluation(self, mean_cost: float, violation_rate: float) -> None:
+            self.trial.set_user_attr("eval_cost", mean_cost)
+            self.trial.set_user_attr("eval_violation_rate", violation_rate)
 
     setattr(CostTrialEvalCallback, _PATCHED_MARK, True)
     CostTrialEvalCallback.__name__ = base.__name__

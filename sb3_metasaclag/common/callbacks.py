@@ -12,6 +12,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.utils import safe_mean
 
 __all__ = [
+    "CostEvaluationMixin",
     "CostLoggerCallback",
     "EpisodeRecorderCallback",
     "OuterValuesCallback",
@@ -89,7 +90,41 @@ class CostLoggerCallback(BaseCallback):
         return True
 
 
-class SafeEvalCallback(EvalCallback):
+class CostEvaluationMixin:
+    """Cost of the evaluation episodes, for a subclass of SB3's ``EvalCallback`` (whose evaluation env is wrapped in a
+    :class:`~sb3_metasaclag.common.wrappers.CostMonitor`): after each evaluation it logs ``eval/mean_cost`` and
+    ``eval/violation_rate`` (share of episodes with a violating step) and calls :meth:`_on_cost_evaluation`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cost_buffer: list[float] = []
+        self._violation_buffer: list[float] = []
+
+    def _log_success_callback(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
+        super()._log_success_callback(locals_, globals_)  # type: ignore[misc]
+        episode = locals_["info"].get("episode") if locals_["done"] else None
+        if episode is not None and "c" in episode:
+            self._cost_buffer.append(float(episode["c"]))
+            self._violation_buffer.append(float(episode["v"]))
+
+    def _on_step(self) -> bool:
+        evaluating = self.eval_freq > 0 and self.n_calls % self.eval_freq == 0  # type: ignore[attr-defined]
+        if evaluating:
+            self._cost_buffer, self._violation_buffer = [], []
+        continue_training = super()._on_step()  # type: ignore[misc]
+        if evaluating and self._cost_buffer:
+            cost, rate = float(np.mean(self._cost_buffer)), float(np.mean(np.asarray(self._violation_buffer) > 0))
+            self.logger.record("eval/mean_cost", cost)  # type: ignore[attr-defined]
+            self.logger.record("eval/violation_rate", rate)  # type: ignore[attr-defined]
+            self._on_cost_evaluation(cost, rate)
+        return bool(continue_training)
+
+    def _on_cost_evaluation(self, mean_cost: float, violation_rate: float) -> None:
+        """Hook called after each evaluation with its cost figures (``_cost_buffer``, ``_violation_buffer`` hold the
+        episodes')."""
+
+
+class SafeEvalCallback(CostEvaluationMixin, EvalCallback):
     """SB3's ``EvalCallback`` that also records the cost of each evaluation episode.
 
     The evaluation env must be wrapped in a :class:`~sb3_metasaclag.common.wrappers.CostMonitor`. Besides
@@ -103,41 +138,35 @@ class SafeEvalCallback(EvalCallback):
         super().__init__(*args, **kwargs)
         self.evaluations_costs: list[list[float]] = []
         self.evaluations_violations: list[list[float]] = []
-        self._cost_buffer: list[float] = []
-        self._violation_buffer: list[float] = []
 
-    def _log_success_callback(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
-        super()._log_success_callback(locals_, globals_)
-        episode = locals_["info"].get("episode") if locals_["done"] else None
-        if episode is not None and "c" in episode:
-            self._cost_buffer.append(float(episode["c"]))
-            self._violation_buffer.append(float(episode["v"]))
-
-    def _on_step(self) -> bool:
-        evaluating = self.eval_freq > 0 and self.n_calls % self.eval_freq == 0
-        if evaluating:
-            self._cost_buffer, self._violation_buffer = [], []
-        continue_training = super()._on_step()
-        if evaluating and self._cost_buffer:
-            self.evaluations_costs.append(self._cost_buffer)
-            self.evaluations_violations.append(self._violation_buffer)
-            self.logger.record("eval/mean_cost", float(np.mean(self._cost_buffer)))
-            self.logger.record("eval/violation_rate", float(np.mean(np.asarray(self._violation_buffer) > 0)))
-            if self.log_path is not None:
-                arrays: dict[str, Any] = dict(
-                    timesteps=self.evaluations_timesteps,
-                    results=self.evaluations_results,
-                    ep_lengths=self.evaluations_length,
-                    costs=self.evaluations_costs,
-                    violations=self.evaluations_violations,
-                )
-                if self.evaluations_successes:
-                    arrays["successes"] = self.evaluations_successes
-                np.savez(self.log_path, **arrays)
-        return continue_training
+    def _on_cost_evaluation(self, mean_cost: float, violation_rate: float) -> None:
+        self.evaluations_costs.append(self._cost_buffer)
+        self.evaluations_violations.append(self._violation_buffer)
+        if self.log_path is not None:
+            arrays: dict[str, Any] = dict(
+                timesteps=self.evaluations_timesteps,
+                results=self.evaluations_results,
+                ep_lengths=self.evaluations_length,
+                costs=self.evaluations_costs,
+                violations=self.evaluations_violations,
+            )
+            if self.evaluations_successes:
+                arrays["successes"] = self.evaluations_successes
+            np.savez(self.log_path, **arrays)
 
 
-class OuterValuesCallback(BaseCallback):
+class _FileCallback(BaseCallback):
+    """A callback that writes to ``self._file`` and closes it when training ends."""
+
+    _file: Any = None
+
+    def _on_training_end(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class OuterValuesCallback(_FileCallback):
     """Write ``epsilon``, ``alpha`` and ``nu`` after every update (every ``every`` environment steps) to a CSV file
     with columns ``timestep, n_updates, epsilon, alpha, nu`` (NaN where the algorithm has no such value, as stock SAC has
     no ``epsilon``). Rows are flushed as they come, so a run that dies keeps its curve so far.
@@ -173,13 +202,8 @@ class OuterValuesCallback(BaseCallback):
             self._file.flush()
         return True
 
-    def _on_training_end(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
-
-class EpisodeRecorderCallback(BaseCallback):
+class EpisodeRecorderCallback(_FileCallback):
     """Write one CSV row per finished training episode: ``timestep``, ``return``, ``length``, ``cost``, ``violations``
     (violating steps; both NaN without a :class:`~sb3_metasaclag.common.wrappers.CostMonitor`) and the entries of
     ``info_keys`` that the episode's last ``info`` holds (a task's success or smoothness metrics). The columns are fixed by
@@ -217,8 +241,3 @@ class EpisodeRecorderCallback(BaseCallback):
             self._file.write(",".join(str(row.get(column, float("nan"))) for column in self._columns) + "\n")
             self._file.flush()
         return True
-
-    def _on_training_end(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None

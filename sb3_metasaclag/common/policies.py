@@ -109,92 +109,34 @@ MlpPolicy = SafeSACPolicy
 
 
 class MultiInputPolicy(SafeSACPolicy):
-    """:class:`SafeSACPolicy` for Dict observation spaces (uses SB3's ``CombinedExtractor``)."""
+    """:class:`SafeSACPolicy` for Dict observation spaces (SB3's ``CombinedExtractor`` by default); the other arguments
+    are :class:`SafeSACPolicy`'s, by keyword."""
 
     def __init__(
         self,
         observation_space: spaces.Space,
         action_space: spaces.Box,
         lr_schedule: Schedule,
-        net_arch: list[int] | dict[str, list[int]] | None = None,
-        activation_fn: type[nn.Module] = nn.ReLU,
-        use_sde: bool = False,
-        log_std_init: float = -3,
-        use_expln: bool = False,
-        clip_mean: float = 2.0,
         features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor,
-        features_extractor_kwargs: dict[str, Any] | None = None,
-        normalize_images: bool = True,
-        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
-        optimizer_kwargs: dict[str, Any] | None = None,
-        n_critics: int = 2,
-        share_features_extractor: bool = False,
-        actor_optimizer_class: type[th.optim.Optimizer] | None = None,
-        actor_optimizer_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
-            observation_space,
-            action_space,
-            lr_schedule,
-            net_arch,
-            activation_fn,
-            use_sde,
-            log_std_init,
-            use_expln,
-            clip_mean,
-            features_extractor_class,
-            features_extractor_kwargs,
-            normalize_images,
-            optimizer_class,
-            optimizer_kwargs,
-            n_critics,
-            share_features_extractor,
-            actor_optimizer_class,
-            actor_optimizer_kwargs,
+            observation_space, action_space, lr_schedule, features_extractor_class=features_extractor_class, **kwargs
         )
 
 
 class CnnPolicy(SafeSACPolicy):
-    """:class:`SafeSACPolicy` for image observations (SB3's ``NatureCNN`` features extractor, as SAC's ``CnnPolicy``)."""
+    """:class:`SafeSACPolicy` for image observations (SB3's ``NatureCNN`` by default, as SAC's ``CnnPolicy``); the
+    other arguments are :class:`SafeSACPolicy`'s, by keyword."""
 
     def __init__(
         self,
         observation_space: spaces.Space,
         action_space: spaces.Box,
         lr_schedule: Schedule,
-        net_arch: list[int] | dict[str, list[int]] | None = None,
-        activation_fn: type[nn.Module] = nn.ReLU,
-        use_sde: bool = False,
-        log_std_init: float = -3,
-        use_expln: bool = False,
-        clip_mean: float = 2.0,
         features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
-        features_extractor_kwargs: dict[str, Any] | None = None,
-        normalize_images: bool = True,
-        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
-        optimizer_kwargs: dict[str, Any] | None = None,
-        n_critics: int = 2,
-        share_features_extractor: bool = False,
-        actor_optimizer_class: type[th.optim.Optimizer] | None = None,
-        actor_optimizer_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
-            observation_space,
-            action_space,
-            lr_schedule,
-            net_arch,
-            activation_fn,
-            use_sde,
-            log_std_init,
-            use_expln,
-            clip_mean,
-            features_extractor_class,
-            features_extractor_kwargs,
-            normalize_images,
-            optimizer_class,
-            optimizer_kwargs,
-            n_critics,
-            share_features_extractor,
-            actor_optimizer_class,
-            actor_optimizer_kwargs,
+            observation_space, action_space, lr_schedule, features_extractor_class=features_extractor_class, **kwargs
         )
