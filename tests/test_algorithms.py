@@ -176,8 +176,9 @@ def test_load_checks_the_file_like_the_constructor(tmp_path, model_class):
     ):
         model_class.load(tmp_path / "sac.zip")
     other = next(cls for cls in MODEL_LIST if cls is not model_class)
-    with pytest.raises(ValueError, match=f"saved by {model_class.__name__}: .* not {other.__name__}.load"):
-        other.load(tmp_path / "model.zip")
+    for path in (tmp_path / "model.zip", tmp_path / "model", str(tmp_path / "model")):  # with or without the suffix
+        with pytest.raises(ValueError, match=f"saved by {model_class.__name__}: .* not {other.__name__}.load"):
+            other.load(path)
 
 
 class _NanObservationEnv(gym.Env):

@@ -84,7 +84,7 @@ class LagrangeMultiplier:
         """``nu'`` as :meth:`differentiable_step` computes it, without a graph, and its derivative ``d nu' / d epsilon``.
 
         ``dL/dnu = epsilon - J_c`` has derivative 1 in ``epsilon``, so ``d nu'/d epsilon`` is the derivative of the
-        RMSProp step in its gradient, times 0 where the projection on ``nu >= 0`` is active (unless
+        optimizer's step in its gradient (``-lr`` for ``"sgd"``), times 0 where the projection is active (unless
         ``straight_through``).
         """
         with th.no_grad():
@@ -100,7 +100,8 @@ class LagrangeMultiplier:
         return new_nu.clamp(0.0, self.max_value), states, derivative
 
     def differentiable_step(self, constraint_value: th.Tensor, epsilon: th.Tensor) -> tuple[th.Tensor, Any]:
-        """``nu' = max(0, nu - RMSProp(dL/dnu))``, a differentiable function of ``epsilon``.
+        """``nu'``: the optimizer's step on ``dL/dnu``, projected on ``[0, max_value]``; a differentiable function of
+        ``epsilon``.
 
         :param constraint_value: ``J_c``, the mean safety-critic value of the current policy (no gradient needed).
         :param epsilon: The safety threshold (keep it in the graph to differentiate ``nu'`` with respect to it).
@@ -122,7 +123,7 @@ class LagrangeMultiplier:
             self._differentiable.commit([new_nu], states)
 
     def step(self, constraint_value: th.Tensor, epsilon: th.Tensor | float) -> None:
-        """An ordinary (non-differentiable) RMSProp step on ``nu``, then the projection on ``nu >= 0``."""
+        """An ordinary (non-differentiable) step of ``nu``'s optimizer, then the projection on ``[0, max_value]``."""
         self.optimizer.zero_grad()
         self.nu.grad = self.gradient(constraint_value.detach(), th.as_tensor(epsilon).detach()).reshape_as(self.nu)
         self.optimizer.step()

@@ -88,8 +88,12 @@ def _saved_algorithm(path: Any) -> str | None:
     import json
     import zipfile
 
+    if isinstance(path, (str, os.PathLike)):
+        path = os.fspath(path)
+        if not os.path.exists(path) and not path.endswith(".zip"):
+            path = f"{path}.zip"  # as SB3's load does
     try:
-        with zipfile.ZipFile(path if not isinstance(path, str) or path.endswith(".zip") else f"{path}.zip") as archive:
+        with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
@@ -235,6 +239,8 @@ class SafeSACBase(OffPolicyAlgorithm):
     log_ent_coef: th.Tensor
     #: Differentiate nu' through its projection as if it were absent (MetaSACLag's nu_derivative="straight_through").
     lagrangian_straight_through: bool = False
+    #: Upper end of nu's projection (MetaSACLag's nu_max; the paper's nu >= 0 only).
+    nu_max: float = math.inf
 
     def __init__(
         self,
@@ -366,7 +372,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             self.rmsprop_kwargs,
             self.device,
             self.lagrangian_straight_through,
-            getattr(self, "nu_max", math.inf),
+            self.nu_max,
             getattr(self, "nu_optimizer", "rmsprop"),  # absent from models saved before it existed
         )
         self.epsilon = th.tensor(self.initial_epsilon, device=self.device, requires_grad=True)

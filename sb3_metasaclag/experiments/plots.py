@@ -97,23 +97,23 @@ def run_curves(log_path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     episodes = _read_csv(os.path.join(log_path, "episodes.csv"))
     if episodes.get("timestep") is not None and episodes["timestep"].size:
         steps = episodes["timestep"]
-        for column, name in (("violations", "violation_rate"), ("success", "success"), ("is_success", "success")):
+        columns = [("violations", "violation_rate"), ("success", "success"), ("is_success", "success")]
+        columns += [(name, name) for name in ("ee_jerk_mean", "ee_acceleration_mean")]
+        for column, name in columns:
             if column in episodes and name not in curves:
-                values = episodes[column]
-                window = np.convolve(values, np.ones(WINDOW), mode="full")[: values.size]
-                counts = np.minimum(np.arange(1, values.size + 1), WINDOW)
-                curves[name] = (steps, window / counts)
-        for column in ("ee_jerk_mean", "ee_acceleration_mean"):
-            if column in episodes:
-                values = episodes[column]
-                window = np.convolve(values, np.ones(WINDOW), mode="full")[: values.size]
-                curves[column] = (steps, window / np.minimum(np.arange(1, values.size + 1), WINDOW))
+                curves[name] = (steps, _trailing_mean(episodes[column], WINDOW))
     outer = _read_csv(os.path.join(log_path, "outer_values.csv"))
     if outer.get("timestep") is not None and outer["timestep"].size:
         for name in ("epsilon", "alpha", "nu"):
             if np.isfinite(outer[name]).any():
                 curves[name] = (outer["timestep"], outer[name])
     return curves
+
+
+def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each value and the ``window - 1`` before it (fewer at the start)."""
+    sums = np.convolve(values, np.ones(window), mode="full")[: values.size]
+    return sums / np.minimum(np.arange(1, values.size + 1), window)
 
 
 def _aggregate(curves: Sequence[tuple[np.ndarray, np.ndarray]], points: int = 200) -> tuple[np.ndarray, ...] | None:

@@ -134,12 +134,13 @@ def _alpha_from_ent_coef(
     if isinstance(ent_coef, str):
         if ent_coef == "auto":
             return 1.0, learn_alpha
-        if ent_coef.startswith("auto_"):
-            try:
-                return float(ent_coef[len("auto_") :]), learn_alpha
-            except ValueError:
-                pass
-        raise ValueError(f"ent_coef must be 'auto', 'auto_<initial alpha>' or a float, got {ent_coef!r}")
+        message = f"ent_coef must be 'auto', 'auto_<initial alpha>' or a float, got {ent_coef!r}"
+        if not ent_coef.startswith("auto_"):
+            raise ValueError(message)
+        try:
+            return float(ent_coef[len("auto_") :]), learn_alpha
+        except ValueError:
+            raise ValueError(message) from None
     return float(ent_coef), False
 
 
