@@ -40,45 +40,83 @@ TASKS: dict[str, tuple[str, int, int, int, dict[str, Any]]] = {
 CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     "metasaclag": ("MetaSACLag", {}),
     "metasaclag-paper": ("MetaSACLag", dict(outer_rule="paper")),
+    # The default before the third session: the averaged rule on J_eps (Eq. 14) instead of J_nl (Eq. 16).
+    "metasaclag-linear": ("MetaSACLag", dict(epsilon_objective="linear")),
     "saclag": ("SACLag", dict(epsilon=0.5)),
     "sac": ("SAC", {}),
-    # Candidates screened while choosing the default (docs/outer_loop/screening/screening.md). "noband" is the averaged rule
-    # without its epsilon band; the others change one or two arguments of it.
-    "metasaclag-noband": ("MetaSACLag", dict(epsilon_band=math.inf, min_entropy="auto")),
-    "metasaclag-noband-nofloor": ("MetaSACLag", dict(epsilon_band=math.inf, min_entropy=-math.inf)),
-    "metasaclag-noband-k100": ("MetaSACLag", dict(epsilon_band=math.inf, meta_interval=100, min_entropy="auto")),
+    # Candidates screened while choosing the default (docs/outer_loop/screening/screening.md), in the order they were run.
+    # Until the third session the default objective was J_eps (Eq. 14): these candidates say so explicitly. "noband" is
+    # the averaged rule without its epsilon band; the others change one or two arguments of it.
+    "metasaclag-noband": ("MetaSACLag", dict(epsilon_objective="linear", epsilon_band=math.inf, min_entropy="auto")),
+    "metasaclag-noband-nofloor": (
+        "MetaSACLag",
+        dict(epsilon_objective="linear", epsilon_band=math.inf, min_entropy=-math.inf),
+    ),
+    "metasaclag-noband-k100": (
+        "MetaSACLag",
+        dict(epsilon_objective="linear", epsilon_band=math.inf, meta_interval=100, min_entropy="auto"),
+    ),
     "metasaclag-noband-slow": (
         "MetaSACLag",
-        dict(epsilon_band=math.inf, epsilon_learning_rate=2e-3, min_entropy="auto"),
+        dict(epsilon_objective="linear", epsilon_band=math.inf, epsilon_learning_rate=2e-3, min_entropy="auto"),
     ),
     "metasaclag-noband-slow-fastnu": (
         "MetaSACLag",
-        dict(epsilon_band=math.inf, epsilon_learning_rate=2e-3, nu_learning_rate=0.1, min_entropy="auto"),
+        dict(
+            epsilon_objective="linear",
+            epsilon_band=math.inf,
+            epsilon_learning_rate=2e-3,
+            nu_learning_rate=0.1,
+            min_entropy="auto",
+        ),
     ),
     "metasaclag-noband-slow-mixed": (
         "MetaSACLag",
-        dict(epsilon_band=math.inf, epsilon_learning_rate=2e-3, epsilon_batch="mixed", min_entropy="auto"),
+        dict(
+            epsilon_objective="linear",
+            epsilon_band=math.inf,
+            epsilon_learning_rate=2e-3,
+            epsilon_batch="mixed",
+            min_entropy="auto",
+        ),
     ),
-    "metasaclag-slow": ("MetaSACLag", dict(epsilon_learning_rate=2e-3, min_entropy="auto")),
-    "metasaclag-floor": ("MetaSACLag", dict(min_entropy="auto")),
-    "metasaclag-floor-nu1": ("MetaSACLag", dict(min_entropy="auto", nu=1.0)),
+    "metasaclag-slow": ("MetaSACLag", dict(epsilon_objective="linear", epsilon_learning_rate=2e-3, min_entropy="auto")),
+    "metasaclag-floor": ("MetaSACLag", dict(epsilon_objective="linear", min_entropy="auto")),
+    "metasaclag-floor-nu1": ("MetaSACLag", dict(epsilon_objective="linear", min_entropy="auto", nu=1.0)),
     # Session 2: a one-sided band (epsilon never below the measured J_c, so nu cannot wind up against an unreachable
     # threshold) and a larger smallest Rprop step (so that alpha cannot freeze where its meta-gradient is noise).
-    "metasaclag-band0": ("MetaSACLag", dict(epsilon_band=(0.0, 0.05))),
-    "metasaclag-band0-step": ("MetaSACLag", dict(epsilon_band=(0.0, 0.05), outer_step_bounds=(0.1, 5.0))),
+    "metasaclag-band0": ("MetaSACLag", dict(epsilon_objective="linear", epsilon_band=(0.0, 0.05))),
+    "metasaclag-band0-step": (
+        "MetaSACLag",
+        dict(epsilon_objective="linear", epsilon_band=(0.0, 0.05), outer_step_bounds=(0.1, 5.0)),
+    ),
     # nu capped at twice its initial value (no windup), or an entropy floor at twice SAC v2's target (-2 dim(A) = -4 on
     # the 2-D tasks: alpha cannot collapse)
-    "metasaclag-numax20": ("MetaSACLag", dict(nu_max=20.0)),
-    "metasaclag-ent4": ("MetaSACLag", dict(min_entropy=-4.0)),
+    "metasaclag-numax20": ("MetaSACLag", dict(epsilon_objective="linear", nu_max=20.0)),
+    "metasaclag-ent4": ("MetaSACLag", dict(epsilon_objective="linear", min_entropy=-4.0)),
     # Not run yet: the paper's nonlinear epsilon objective (Eq. 16, no envelope cancellation: it is not the actor's own
     # objective) under the averaged rule; plain gradient steps on nu (windup proportional to the gap), alone and with
     # a narrow lower band edge.
+    # Third session: the paper's nonlinear epsilon objective (Eq. 16, no envelope cancellation: it is not the actor's own
+    # objective) under the averaged rule, which became the default; plain gradient steps on nu (windup proportional to
+    # the gap), alone and with a narrow lower band edge, on J_eps.
     "metasaclag-nl": ("MetaSACLag", dict(epsilon_objective="nonlinear")),
-    "metasaclag-sgdnu": ("MetaSACLag", dict(nu_optimizer="sgd", nu_learning_rate=0.1)),
-    "metasaclag-sgdnu-band": ("MetaSACLag", dict(nu_optimizer="sgd", nu_learning_rate=0.1, epsilon_band=(0.01, 0.05))),
+    # J_c for nu and the band measured at initial states (constraint_states="initial"): on replay states J_c stays high
+    # while old states near the hazard remain in the buffer, so with epsilon held just below it nu winds up although the
+    # policy no longer violates (nav-soft seed 1 under metasaclag-nl: nu 13 -> 90 in 8,000 steps, no violation).
+    "metasaclag-init": ("MetaSACLag", dict(epsilon_objective="nonlinear", constraint_states="initial")),
+    "metasaclag-init-sgdnu": (
+        "MetaSACLag",
+        dict(epsilon_objective="nonlinear", constraint_states="initial", nu_optimizer="sgd", nu_learning_rate=0.1),
+    ),
+    "metasaclag-sgdnu": ("MetaSACLag", dict(epsilon_objective="linear", nu_optimizer="sgd", nu_learning_rate=0.1)),
+    "metasaclag-sgdnu-band": (
+        "MetaSACLag",
+        dict(epsilon_objective="linear", nu_optimizer="sgd", nu_learning_rate=0.1, epsilon_band=(0.01, 0.05)),
+    ),
 }
 #: The contenders of the issue's table (the others are screening candidates, run with --contenders).
-MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac"]
+MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac", "metasaclag-linear"]
 
 
 def run_one(out: str, task: str, contender: str, seed: int, extra: dict[str, Any]) -> str:

@@ -205,7 +205,7 @@ def test_non_finite_observation_is_refused_and_the_run_cannot_continue_out_of_st
     stored = model.replay_buffer.size()
     with pytest.raises(ValueError, match=r"observation of env 0 at step 10 is not finite"):
         model.learn(50)
-    assert model.replay_buffer.size() == stored + 2 * 4  # the 4 good steps of both envs, nothing of the bad one
+    assert model.replay_buffer.size() == stored + 4  # the 4 good steps (of both envs), nothing of the bad one
     with pytest.raises(RuntimeError, match=r"stopped on a bad step .* observation of env 0"):
         model.learn(10, reset_num_timesteps=False)
     model.set_env(make_vec_env(_GoodEnv, n_envs=2, seed=0))
@@ -306,7 +306,7 @@ class _AlwaysViolatingEnv(_GoodEnv):
 def test_training_waits_for_non_violating_transitions_only_when_it_needs_them(model_class):
     model = model_class("MlpPolicy", _AlwaysViolatingEnv(), **SMALL)  # main_batch="all": every transition is usable
     model.learn(100)
-    assert model.replay_buffer.main.size() == 0 and model._n_updates > 0
+    assert model.replay_buffer.non_violating_size() == 0 and model._n_updates > 0
     waiting = model_class("MlpPolicy", _AlwaysViolatingEnv(), main_batch="non_violating", **SMALL)
     with pytest.warns(UserWarning, match="Every transition collected so far violates"):
         waiting.learn(100)

@@ -29,10 +29,13 @@ def _model(
     model_class=MetaSACLag,
     outer_rule: str = "paper",
     nu_optimizer: str = "rmsprop",
+    constraint_states: str = "batch",
 ) -> MetaSACLag:
     extra = {} if epsilon_objective is None else {"epsilon_objective": epsilon_objective, "outer_rule": outer_rule}
     if nu_optimizer != "rmsprop":
         extra["nu_optimizer"] = nu_optimizer
+    if constraint_states != "batch":
+        extra["constraint_states"] = constraint_states
     # Tanh networks: the pipeline is smooth, so finite differences do not cross ReLU kinks.
     model = model_class(
         "MlpPolicy",
@@ -70,33 +73,45 @@ def _model(
 def _batches(model: MetaSACLag):
     rng = np.random.default_rng(0)
     buffer = model.replay_buffer
-    main = buffer.main.observations.data[: buffer.main.size()]
+    main = buffer.observations[: buffer.size()].reshape(-1, buffer.obs_shape[0])
     pick = lambda n: th.as_tensor(main[rng.integers(0, len(main), n)], dtype=th.float64)  # noqa: E731
     initial = th.as_tensor(buffer.initial_states.observations.data[: buffer.initial_states.size()][:16], dtype=th.float64)
     return pick(32), pick(32), initial
 
 
-def _j_eps(model, obs, validation, epsilon, nu_copy):
+def _j_eps(model, obs, validation, epsilon, nu_copy, initial=None):
     # Eq. 14 uses nu' as a value ("nu'_copy"): hold it at the unperturbed nu', only phi'(nu'(epsilon)) moves.
     th.manual_seed(SEED_INNER)
-    inner = model.inner_step(obs, th.tensor(epsilon, dtype=th.float64), model.alpha.detach())
+    constraint = initial if model.constraint_states == "initial" else None
+    inner = model.inner_step(obs, th.tensor(epsilon, dtype=th.float64), model.alpha.detach(), constraint)
     return model.epsilon_objective_value(inner.params, nu_copy, validation).item()
 
 
 def _j_alpha(model, obs, initial, alpha, epsilon_next):
     th.manual_seed(SEED_INNER)
-    inner = model.inner_step(obs, model.epsilon.detach(), th.tensor(alpha, dtype=th.float64))
+    constraint = initial if model.constraint_states == "initial" else None
+    inner = model.inner_step(obs, model.epsilon.detach(), th.tensor(alpha, dtype=th.float64), constraint)
     return model.alpha_objective_value(inner.params, inner.nu, epsilon_next, initial).item()
 
 
-@pytest.mark.parametrize("outer_rule, nu_optimizer", [("paper", "rmsprop"), ("averaged", "rmsprop"), ("averaged", "sgd")])
+@pytest.mark.parametrize(
+    "outer_rule, nu_optimizer, constraint_states",
+    [
+        ("paper", "rmsprop", "batch"),
+        ("averaged", "rmsprop", "batch"),
+        ("averaged", "sgd", "batch"),
+        ("averaged", "rmsprop", "initial"),
+    ],
+)
 @pytest.mark.parametrize("epsilon_objective", ["linear", "nonlinear"])
 @pytest.mark.parametrize("method", ["closed_form", "autograd"])
-def test_meta_gradients_match_finite_differences(epsilon_objective, method, outer_rule, nu_optimizer):
+def test_meta_gradients_match_finite_differences(epsilon_objective, method, outer_rule, nu_optimizer, constraint_states):
     # The averaged rule takes the same meta-gradients (with the straight-through nu', equal to the exact derivative
     # off the projection, where finite differences define it) and only steps differently. A plain gradient step on nu
-    # (nu_optimizer="sgd") changes d nu'/d epsilon to -nu_learning_rate.
-    model = _model(epsilon_objective, method, outer_rule=outer_rule, nu_optimizer=nu_optimizer)
+    # (nu_optimizer="sgd") changes d nu'/d epsilon to -nu_learning_rate; J_c measured on initial states changes nu'.
+    model = _model(
+        epsilon_objective, method, outer_rule=outer_rule, nu_optimizer=nu_optimizer, constraint_states=constraint_states
+    )
     obs, validation, initial = _batches(model)
     compute = model.meta_gradients if method == "closed_form" else model.meta_gradients_autograd
     th.manual_seed(SEED_INNER)
@@ -105,9 +120,10 @@ def test_meta_gradients_match_finite_differences(epsilon_objective, method, oute
 
     epsilon = model.epsilon.item()
     nu_copy = step.inner.nu.detach()
-    fd_eps = (_j_eps(model, obs, validation, epsilon + H, nu_copy) - _j_eps(model, obs, validation, epsilon - H, nu_copy)) / (
-        2 * H
-    )
+    fd_eps = (
+        _j_eps(model, obs, validation, epsilon + H, nu_copy, initial)
+        - _j_eps(model, obs, validation, epsilon - H, nu_copy, initial)
+    ) / (2 * H)
     assert abs(fd_eps) > 1e-8, "the epsilon meta-gradient should not vanish here"
     assert step.grad_epsilon.item() == pytest.approx(fd_eps, rel=1e-5)
 

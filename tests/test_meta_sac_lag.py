@@ -86,7 +86,7 @@ def test_multi_env_and_dict_observations():
     env = make_vec_env("SafeNavigation2D-v0", n_envs=2, env_kwargs=dict(dict_observations=True))
     model = MetaSACLag("MultiInputPolicy", env, seed=0, **SMALL)
     model.learn(160)
-    assert model.num_timesteps == 160 and model.replay_buffer.size() == 160
+    assert model.num_timesteps == 160 and model.replay_buffer.size() == 80 and model.replay_buffer.n_transitions() == 160
     action, _ = model.predict(env.reset(), deterministic=True)
     assert action.shape == (2, 2)
 

@@ -21,12 +21,19 @@ def test_defaults_of_each_rule():
     assert isinstance(averaged.epsilon_optimizer, th.optim.Rprop) and isinstance(averaged.ent_coef_optimizer, th.optim.Rprop)
     assert averaged.lagrangian.straight_through and averaged.entropy_floor is None
     assert MetaSACLag("MlpPolicy", "SafeBandit-v0", min_entropy="auto", **SMALL).entropy_floor == -1.0  # SAC v2's -dim(A)
-    assert averaged.epsilon_band == 0.05
+    assert averaged.epsilon_band == 0.05 and averaged.epsilon_objective == "linear"  # J_eps, Eq. 14
     paper = MetaSACLag("MlpPolicy", "SafeBandit-v0", outer_rule="paper", **SMALL)
     assert (paper.outer_rule, paper.meta_interval, paper.nu_derivative) == ("paper", 1, "projected")
     assert isinstance(paper.epsilon_optimizer, th.optim.RMSprop) and isinstance(paper.ent_coef_optimizer, th.optim.Adam)
     assert not paper.lagrangian.straight_through and paper.entropy_floor is None and paper.epsilon_band is None
     assert (paper.epsilon_learning_rate, paper.alpha_learning_rate) == (1e-2, 3e-3)
+    assert paper.epsilon_objective == "linear"  # J_eps, Eq. 14
+    # An explicit objective is kept under either rule, and through save / load.
+    assert MetaSACLag("MlpPolicy", "SafeBandit-v0", epsilon_objective="nonlinear", **SMALL).epsilon_objective == "nonlinear"
+    assert (
+        MetaSACLag("MlpPolicy", "SafeBandit-v0", outer_rule="paper", epsilon_objective="nonlinear", **SMALL).epsilon_objective
+        == "nonlinear"
+    )
 
 
 def _recording(model):
@@ -219,3 +226,26 @@ def test_models_learn_save_and_load_with_the_sgd_nu(tmp_path, model_class):
     model.save(tmp_path / "model")
     loaded = cls.load(tmp_path / "model")
     assert isinstance(loaded.lagrangian.optimizer, th.optim.SGD) and loaded.lagrangian.value == model.lagrangian.value
+
+
+def test_constraint_measured_at_initial_states_drives_nu_and_the_band():
+    model = MetaSACLag(
+        "MlpPolicy", "SafeNavigation2DSoft-v0", constraint_states="initial", nu_optimizer="sgd", seed=0, **SMALL
+    )
+    model.learn(60)
+    buffer = model.replay_buffer
+    batch = buffer.sample(32).observations
+    initial = buffer.sample_initial_states(32)
+    th.manual_seed(1)
+    on_initial = model.inner_step(batch, model.epsilon.detach(), model.alpha.detach(), initial)
+    th.manual_seed(1)
+    batch_values = model.twin_q_values(batch, model.actor.action_log_prob(batch)[0])  # the batch's actions come first
+    expected = model.constraint_value(initial)
+    assert on_initial.safety_value.item() == pytest.approx(expected.item())
+    # nu' = nu + lr * (J_c(initial) - epsilon) with plain gradient steps: the batch's J_c plays no part.
+    nu, epsilon = model.lagrangian.value, model.epsilon.item()
+    assert on_initial.nu.item() == pytest.approx(max(0.0, nu + model.nu_learning_rate * (expected.item() - epsilon)), rel=1e-5)
+    batch_value = batch_values[1].amax(dim=1).mean().item()
+    assert abs(batch_value - expected.item()) > 1e-6  # the two measures differ here, so the check above can fail
+    with pytest.raises(ValueError, match="constraint_states must be one of"):
+        MetaSACLag("MlpPolicy", "SafeBandit-v0", constraint_states="replay", **SMALL)

@@ -44,7 +44,7 @@ def test_save_load_parameters_env_and_replay_buffer(tmp_path, model_class):
     assert all(th.equal(params[key], value) for key, value in loaded.policy.state_dict().items())
     np.testing.assert_array_equal(loaded.predict(observations, deterministic=True)[0], actions)
     loaded.load_replay_buffer(tmp_path / "buffer.pkl")
-    assert loaded.replay_buffer.size() == stored == 150
+    assert loaded.replay_buffer.size() == stored == 75  # as in SB3: steps of the 2-env VecEnv
     loaded.learn(60, reset_num_timesteps=False)
     assert loaded.num_timesteps == 210
     bare = model_class.load(tmp_path / "model", custom_objects={"learning_rate": 1e-4})
@@ -56,6 +56,37 @@ def test_save_load_parameters_env_and_replay_buffer(tmp_path, model_class):
     bare.set_parameters(weights, exact_match=True)
     expected = loaded.predict(observations, deterministic=True)[0]
     np.testing.assert_array_equal(bare.predict(observations, deterministic=True)[0], expected)
+
+
+@pytest.mark.parametrize("model_class", MODEL_LIST)
+def test_the_replay_buffer_is_an_sb3_replay_buffer(tmp_path, model_class):
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.buffers import ReplayBuffer
+    from stable_baselines3.common.logger import configure
+
+    env = make_vec_env(ENV_ID, n_envs=2, seed=0)
+    model = model_class("MlpPolicy", env, seed=0, buffer_size=1_000, **SMALL)
+    model.learn(100)
+    buffer = model.replay_buffer
+    assert isinstance(buffer, ReplayBuffer)
+    # SB3's attributes and layout: one row per step of the VecEnv, one column per env.
+    assert buffer.observations.shape == (500, 2, *env.observation_space.shape) and buffer.pos == 50 and not buffer.full
+    assert buffer.actions.shape == (500, 2, 2) and buffer.rewards.shape == buffer.dones.shape == buffer.timeouts.shape
+    assert buffer.costs.shape == (500, 2)
+    batch = buffer.sample(16, env=None)  # SB3's signature
+    assert batch.observations.shape == (16, *env.observation_space.shape) and batch.rewards.shape == (16, 1)
+    # SB3's own code reads it: stock SAC trains on it and saves / loads it.
+    sac = SAC("MlpPolicy", env, batch_size=16, policy_kwargs=dict(net_arch=[16]), seed=0)
+    sac.set_logger(configure(None, ["csv"]))
+    sac.replay_buffer = buffer
+    before = [param.clone() for param in sac.critic.parameters()]
+    sac.train(gradient_steps=3, batch_size=16)
+    assert any(not th.equal(a, b) for a, b in zip(before, sac.critic.parameters()))
+    sac.save_replay_buffer(tmp_path / "buffer")
+    model.load_replay_buffer(tmp_path / "buffer")
+    np.testing.assert_array_equal(model.replay_buffer.observations, buffer.observations)
+    model.learn(20, reset_num_timesteps=False)  # and the algorithm carries on with it
+    assert model.replay_buffer.pos == 60
 
 
 @pytest.mark.parametrize("model_class", MODEL_LIST)
@@ -93,8 +124,8 @@ def test_callbacks_checkpoints_evaluation_and_tensorboard(tmp_path, model_class)
     assert "rl_model_200_steps.zip" in checkpoints and "rl_model_replay_buffer_200_steps.pkl" in checkpoints
     resumed = model_class.load(tmp_path / "checkpoints" / "rl_model_200_steps.zip", env=env)
     resumed.load_replay_buffer(tmp_path / "checkpoints" / "rl_model_replay_buffer_200_steps.pkl")
-    # SB3 calls the callbacks before it stores the step's transitions: its checkpoint misses the last step (2 envs).
-    assert resumed.replay_buffer.size() == model.replay_buffer.size() - 2
+    # SB3 calls the callbacks before it stores the step's transitions: its checkpoint misses the last step.
+    assert resumed.replay_buffer.size() == model.replay_buffer.size() - 1
     resumed.learn(40, reset_num_timesteps=False)
     assert np.load(tmp_path / "eval" / "evaluations.npz")["timesteps"].tolist() == [100, 200]  # every 50 calls x 2 envs
     assert os.listdir(tmp_path / "tb")  # TensorBoard events written
@@ -139,7 +170,7 @@ def test_cnn_policy_on_image_observations(tmp_path, model_class):
     assert type(model.policy).__name__ == "CnnPolicy"
     model.learn(80)  # SB3 puts the channel first (VecTransposeImage); the buffer keeps uint8 images
     assert model.replay_buffer.size() == 80 and model._n_updates > 0
-    assert model.replay_buffer.main.observations.data.dtype == np.uint8
+    assert model.replay_buffer.observations.dtype == np.uint8
     observation = _ImageTask().observation_space.sample()
     action = model.predict(observation, deterministic=True)[0]
     model.save(tmp_path / "model")

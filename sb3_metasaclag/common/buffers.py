@@ -1,38 +1,48 @@
-"""The constraint-aware replay buffer of Meta SAC-Lag: main buffer ``D``, safety buffer ``D_s``, initial states ``D_0``.
+"""The constraint-aware replay buffer of Meta SAC-Lag: SB3's replay buffer with costs, ``D_s`` and ``D_0`` beside it.
 
 Algorithm 1 of the paper stores a transition in ``D`` when it does not violate the constraint and in ``D_s`` when it
-does (line 8-11), and keeps the observations returned by ``reset()`` in ``D_0`` (line 2 and every episode start).
-The reward critic and the actor train on ``D`` only; the safety critic on ``D u D_s``; the ``alpha`` meta-objective
-on ``D_0``. Every transition is stored exactly once.
+does (lines 8-11), while its Appendix B says that ``D`` stores all the transitions; it keeps the observations returned
+by ``reset()`` in ``D_0`` (line 2 and every episode start). Here SB3's store holds every transition with its cost (so
+both readings of ``D`` are a sampling choice, see ``main_batch``), ``D_s`` keeps the violating ones for longer, and
+``D_0`` the reset observations.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.buffers import BaseBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.preprocessing import get_action_dim, get_obs_shape
 from stable_baselines3.common.type_aliases import TensorDict
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_metasaclag.common.costs import get_costs
 
-__all__ = ["ConstraintReplayBuffer", "ConstraintReplayBufferSamples", "InitialStateBuffer", "TransitionStore"]
+__all__ = [
+    "ConstraintDictReplayBuffer",
+    "ConstraintReplayBuffer",
+    "ConstraintReplayBufferSamples",
+    "InitialStateBuffer",
+    "TransitionStore",
+    "constraint_buffer_class",
+]
 
 Observation = np.ndarray | dict[str, np.ndarray]
 
 
 class ConstraintReplayBufferSamples(NamedTuple):
-    """A batch of transitions, SB3's ``ReplayBufferSamples`` plus the cost and the violation indicator ``c``."""
+    """A batch of transitions: SB3's ``ReplayBufferSamples`` (same fields, same order; ``discounts`` is None: one-step
+    returns) plus the cost and the violation indicator ``c``."""
 
     observations: th.Tensor | TensorDict
     actions: th.Tensor
     next_observations: th.Tensor | TensorDict
     dones: th.Tensor
     rewards: th.Tensor
+    discounts: th.Tensor | None
     costs: th.Tensor
     violations: th.Tensor
 
@@ -82,6 +92,7 @@ class TransitionStore:
         self.rewards = np.zeros(self.capacity, dtype=np.float32)
         self.costs = np.zeros(self.capacity, dtype=np.float32)
         self.dones = np.zeros(self.capacity, dtype=np.float32)
+        self.stamps = np.zeros(self.capacity, dtype=np.int64)  # when each transition was added (a step count)
         self.pos = 0
         self.full = False
 
@@ -98,8 +109,10 @@ class TransitionStore:
         rewards: np.ndarray,
         costs: np.ndarray,
         dones: np.ndarray,
+        stamp: int = 0,
     ) -> None:
-        """Store the transitions of the environments where ``select`` is True (arrays have one row per env)."""
+        """Store the transitions of the environments where ``select`` is True (arrays have one row per env), marked with
+        ``stamp`` (the step at which they were collected)."""
         count = int(select.sum())
         if count == 0:
             return
@@ -110,6 +123,7 @@ class TransitionStore:
         self.rewards[rows] = rewards[select]
         self.costs[rows] = costs[select]
         self.dones[rows] = dones[select]
+        self.stamps[rows] = stamp
         self.full = self.full or self.pos + count >= self.capacity
         self.pos = (self.pos + count) % self.capacity
 
@@ -147,23 +161,32 @@ class InitialStateBuffer:
         self.pos = (self.pos + count) % self.capacity
 
 
-class ConstraintReplayBuffer(BaseBuffer):
-    """Replay buffer that routes each transition by its violation indicator, plus the initial-state buffer.
+class ConstraintReplayBuffer(ReplayBuffer):
+    """SB3's ``ReplayBuffer`` with the costs of its transitions, plus the safety buffer ``D_s`` and the initial states ``D_0``.
 
-    - ``main`` (``D``): transitions with ``cost <= violation_threshold``;
-    - ``safety`` (``D_s``): transitions with ``cost > violation_threshold``;
+    - The SB3 store (``observations``, ``actions``, ``rewards``, ``dones``, ``timeouts``, ``next_observations``, one row
+      per step of the VecEnv, SB3's layout) holds every transition, as Appendix B of the paper describes ``D``, and
+      ``costs`` beside it; ``sample`` has SB3's signature, so SB3's tools read and sample it as they would SAC's buffer.
+    - ``safety`` (``D_s``): the violating transitions (``cost > violation_threshold``) with a capacity of their own, so
+      that a violation outlives its row in the store (rare events are what the safety critic must not forget).
     - ``initial_states`` (``D_0``): reset observations, fed by the algorithm (:meth:`add_initial_states`).
 
-    ``add`` has SB3's signature and reads the costs from ``infos`` (``info["cost"]``, validated). Observations are stored
-    unnormalized, and normalized at sampling time when a ``VecNormalize`` is given, as SB3 does. Timeouts
-    (``TimeLimit.truncated``) are not terminal, as with SB3's ``handle_timeout_termination=True``.
+    Batches: :meth:`sample` draws uniformly from every transition kept (the store, and the violations of ``D_s`` that
+    the store has already overwritten); :meth:`sample_non_violating` from the non-violating transitions of the store
+    (``D`` as Algorithm 1, lines 7-10, routes it); :meth:`sample_balanced` half from each.
 
-    :param buffer_size: Capacity of ``D``.
-    :param observation_space: Observation space (Box or flat Dict).
+    ``add`` has SB3's signature and reads the costs from ``infos`` (``info["cost"]``, validated before anything is
+    stored). Observations are stored unnormalized, and normalized at sampling time when a ``VecNormalize`` is given, as
+    SB3 does. Timeouts (``TimeLimit.truncated``) are not terminal, as with SB3's ``handle_timeout_termination=True``.
+    Observations of a ``Dict`` space need :class:`ConstraintDictReplayBuffer` (as SAC needs ``DictReplayBuffer``).
+
+    :param buffer_size: Capacity of the store, in transitions (divided among the envs, as in SB3).
+    :param observation_space: Observation space.
     :param action_space: Action space.
     :param device: PyTorch device of the sampled tensors.
     :param n_envs: Number of parallel environments.
     :param optimize_memory_usage: Not supported (must be False).
+    :param handle_timeout_termination: Must be True (a timeout is not a terminal state).
     :param violation_threshold: A transition violates the constraint when its cost exceeds this value.
     :param safety_buffer_size: Capacity of ``D_s`` (default: ``buffer_size``).
     :param initial_state_buffer_size: Capacity of ``D_0``.
@@ -177,33 +200,43 @@ class ConstraintReplayBuffer(BaseBuffer):
         device: th.device | str = "auto",
         n_envs: int = 1,
         optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
         violation_threshold: float = 0.0,
         safety_buffer_size: int | None = None,
         initial_state_buffer_size: int = 10_000,
     ) -> None:
-        super().__init__(buffer_size, observation_space, action_space, device, n_envs=n_envs)
         if optimize_memory_usage:
-            raise ValueError("ConstraintReplayBuffer does not support optimize_memory_usage=True")
-        self.violation_threshold = float(violation_threshold)
-        self.main = TransitionStore(buffer_size, observation_space, action_space)
+            raise ValueError(f"{type(self).__name__} does not support optimize_memory_usage=True")
+        if not handle_timeout_termination:
+            raise ValueError(f"{type(self).__name__} treats timeouts as non-terminal: handle_timeout_termination=True")
+        if buffer_size < 1:
+            raise ValueError(f"The buffer capacity must be >= 1, got {buffer_size}")
         if safety_buffer_size is not None and safety_buffer_size < 1:
             raise ValueError(f"safety_buffer_size must be >= 1 (or None: buffer_size), got {safety_buffer_size}")
+        self._check_observation_space(observation_space)
+        super().__init__(buffer_size, observation_space, action_space, device, n_envs=n_envs)
+        self.violation_threshold = float(violation_threshold)
+        self.costs = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
         self.safety = TransitionStore(
             buffer_size if safety_buffer_size is None else safety_buffer_size, observation_space, action_space
         )
         self.initial_states = InitialStateBuffer(initial_state_buffer_size, observation_space)
+        self.n_steps_added = 0  # calls of add(): the store row of step t is overwritten at step t + buffer_size
+        self.n_violating = 0  # violating transitions in the store
 
-    # SB3's BaseBuffer API -------------------------------------------------------------------------------------------
-    def size(self) -> int:
-        """Number of transitions in ``D`` and ``D_s`` together."""
-        return self.main.size() + self.safety.size()
+    @staticmethod
+    def _check_observation_space(observation_space: spaces.Space) -> None:
+        if isinstance(observation_space, spaces.Dict):
+            raise ValueError("Observations of a Dict space need ConstraintDictReplayBuffer (like SB3's DictReplayBuffer)")
 
+    # SB3's ReplayBuffer API ----------------------------------------------------------------------------------------
     def reset(self) -> None:
-        self.main.pos, self.main.full = 0, False
+        super().reset()
         self.safety.pos, self.safety.full = 0, False
         self.initial_states.pos, self.initial_states.full = 0, False
+        self.n_steps_added, self.n_violating = 0, 0
 
-    def add(
+    def add(  # type: ignore[override]
         self,
         obs: Observation,
         next_obs: Observation,
@@ -212,52 +245,72 @@ class ConstraintReplayBuffer(BaseBuffer):
         done: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
-        """Store one step of a VecEnv: each env's transition goes to ``D`` or ``D_s`` according to its cost."""
-        costs = get_costs(infos)
+        """Store one step of a VecEnv, with its costs; violating transitions are also kept in ``D_s``."""
+        costs = get_costs(infos)  # validates before anything is stored
         reward = np.asarray(reward, dtype=np.float32).reshape(self.n_envs)
         if not np.all(np.isfinite(reward)):
             raise ValueError(f"Rewards must be finite, got {reward.tolist()}; nothing was stored.")
+        violating = costs > self.violation_threshold
+        if self.full:  # the row about to be overwritten leaves the store
+            self.n_violating -= int(np.count_nonzero(self.costs[self.pos] > self.violation_threshold))
+        self.costs[self.pos] = costs
+        self.n_violating += int(np.count_nonzero(violating))
         timeouts = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool)
         dones = np.asarray(done, dtype=np.float32).reshape(self.n_envs) * (1 - timeouts)
         action = np.asarray(action).reshape((self.n_envs, self.action_dim))
-        violating = costs > self.violation_threshold
-        self.main.add(~violating, obs, next_obs, action, reward, costs, dones)
-        self.safety.add(violating, obs, next_obs, action, reward, costs, dones)
+        self.safety.add(violating, obs, next_obs, action, reward, costs, dones, stamp=self.n_steps_added)
+        super().add(obs, next_obs, action, reward, done, infos)  # type: ignore[arg-type]
+        self.n_steps_added += 1
 
     def add_initial_states(self, obs: Observation, select: np.ndarray | None = None) -> None:
         """Store reset observations (one row per env) in ``D_0``."""
         self.initial_states.add(obs, select)
 
+    # Sizes ---------------------------------------------------------------------------------------------------------
+    def n_transitions(self) -> int:
+        """Transitions in the store (steps times envs)."""
+        return self.size() * self.n_envs
+
+    def non_violating_size(self) -> int:
+        """Non-violating transitions in the store: ``D`` of Algorithm 1."""
+        return self.n_transitions() - self.n_violating
+
+    def _evicted_violations(self) -> np.ndarray:
+        """Rows of ``D_s`` whose transition the store has overwritten, oldest first."""
+        n_safety = self.safety.size()
+        if n_safety == 0 or self.n_steps_added <= self.buffer_size:
+            return np.zeros(0, dtype=np.int64)
+        start = self.safety.pos if self.safety.full else 0
+        rows = (start + np.arange(n_safety)) % self.safety.capacity  # oldest first: stamps ascend
+        count = int(np.searchsorted(self.safety.stamps[rows], self.n_steps_added - self.buffer_size, side="left"))
+        return rows[:count]
+
     # Sampling ------------------------------------------------------------------------------------------------------
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> ConstraintReplayBufferSamples:  # type: ignore[override]
-        """A batch from ``D`` (non-violating transitions): for the reward critics and the actor."""
-        if self.main.size() == 0:
-            raise RuntimeError("The main buffer D is empty: no non-violating transition has been collected yet.")
-        return self._get_samples_from(self.main, self.main.sample_indices(batch_size), env)
-
-    def sample_all(self, batch_size: int, env: VecNormalize | None = None) -> ConstraintReplayBufferSamples:
-        """A batch drawn uniformly from ``D u D_s`` (every transition): for the safety critics, and for the reward
-        critics and the actor of an algorithm with ``main_batch="all"``."""
-        n_main, n_safety = self.main.size(), self.safety.size()
-        if n_main + n_safety == 0:
+        """A batch drawn uniformly from every transition kept: the store, and the violations of ``D_s`` it has
+        overwritten (the paper's ``D u D_s``). Batches of the safety critics, and of the reward critics and the actor
+        under ``main_batch="all"``."""
+        if self.size() == 0:
             raise RuntimeError("The replay buffer is empty.")
-        indices = np.random.randint(0, n_main + n_safety, size=batch_size)
-        from_main = indices < n_main
-        main = self._numpy_batch(self.main, indices[from_main])
-        safety = self._numpy_batch(self.safety, indices[~from_main] - n_main)
-        merged = tuple(_concatenate(a, b) for a, b in zip(main, safety))
-        return self._to_samples(merged, env)
+        evicted = self._evicted_violations()
+        if len(evicted) == 0:
+            return super().sample(batch_size, env)  # type: ignore[return-value]
+        n_store = self.n_transitions()
+        from_safety = np.random.randint(0, n_store + len(evicted), size=batch_size) >= n_store
+        store = self._store_batch(*self._store_indices(int(np.count_nonzero(~from_safety))))
+        safety = self._store_rows(self.safety, evicted[np.random.randint(0, len(evicted), size=int(from_safety.sum()))])
+        return self._to_samples(tuple(_concatenate(a, b) for a, b in zip(store, safety)), env)
+
+    def sample_non_violating(self, batch_size: int, env: VecNormalize | None = None) -> ConstraintReplayBufferSamples:
+        """A batch drawn uniformly from the non-violating transitions of the store (``D`` of Algorithm 1)."""
+        return self._to_samples(self._non_violating_batch(batch_size), env)
 
     def sample_balanced(self, batch_size: int, env: VecNormalize | None = None) -> ConstraintReplayBufferSamples:
-        """A batch drawn half from ``D`` and half from ``D_s`` (all from ``D`` while ``D_s`` is empty).
-
-        Used by ``MetaSACLag(epsilon_batch="mixed")`` for the ``epsilon`` objective.
-        """
-        if self.main.size() == 0:
-            raise RuntimeError("The main buffer D is empty: no non-violating transition has been collected yet.")
+        """A batch drawn half from the non-violating transitions and half from ``D_s`` (all non-violating while ``D_s``
+        is empty). Used by ``MetaSACLag(epsilon_batch="mixed")`` for the ``epsilon`` objective."""
         n_violating = batch_size // 2 if self.safety.size() > 0 else 0
-        main = self._numpy_batch(self.main, self.main.sample_indices(batch_size - n_violating))
-        safety = self._numpy_batch(self.safety, self.safety.sample_indices(n_violating))
+        main = self._non_violating_batch(batch_size - n_violating)
+        safety = self._store_rows(self.safety, self.safety.sample_indices(n_violating))
         return self._to_samples(tuple(_concatenate(a, b) for a, b in zip(main, safety)), env)
 
     def sample_initial_states(self, batch_size: int, env: VecNormalize | None = None) -> th.Tensor | TensorDict:
@@ -270,15 +323,36 @@ class ConstraintReplayBuffer(BaseBuffer):
     def _get_samples(  # type: ignore[override]
         self, batch_inds: np.ndarray, env: VecNormalize | None = None
     ) -> ConstraintReplayBufferSamples:
-        return self._get_samples_from(self.main, batch_inds, env)
+        env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        return self._to_samples(self._store_batch(batch_inds, env_indices), env)
 
-    def _get_samples_from(
-        self, store: TransitionStore, rows: np.ndarray, env: VecNormalize | None
-    ) -> ConstraintReplayBufferSamples:
-        return self._to_samples(self._numpy_batch(store, rows), env)
+    def _store_indices(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        upper = self.buffer_size if self.full else self.pos
+        return np.random.randint(0, upper, size=count), np.random.randint(0, self.n_envs, size=count)
+
+    def _non_violating_batch(self, batch_size: int) -> tuple[Any, ...]:
+        if self.non_violating_size() == 0:
+            raise RuntimeError("No non-violating transition has been collected yet (D of Algorithm 1 is empty).")
+        steps, envs = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        while len(steps) < batch_size:  # rejection: accepted draws are uniform over the non-violating transitions
+            candidates = self._store_indices(2 * batch_size)
+            keep = self.costs[candidates] <= self.violation_threshold
+            steps, envs = np.concatenate([steps, candidates[0][keep]]), np.concatenate([envs, candidates[1][keep]])
+        return self._store_batch(steps[:batch_size], envs[:batch_size])
+
+    def _store_batch(self, steps: np.ndarray, envs: np.ndarray) -> tuple[Any, ...]:
+        """``(obs, actions, next_obs, dones, rewards, costs)`` of store rows, numpy, unnormalized; a timeout is not done."""
+        return (
+            self.observations[steps, envs],
+            self.actions[steps, envs],
+            self.next_observations[steps, envs],
+            self.dones[steps, envs] * (1 - self.timeouts[steps, envs]),
+            self.rewards[steps, envs],
+            self.costs[steps, envs],
+        )
 
     @staticmethod
-    def _numpy_batch(store: TransitionStore, rows: np.ndarray) -> tuple[Any, ...]:
+    def _store_rows(store: TransitionStore, rows: np.ndarray) -> tuple[Any, ...]:
         return (
             store.observations.read(rows),
             store.actions[rows],
@@ -302,11 +376,39 @@ class ConstraintReplayBuffer(BaseBuffer):
             observations=self._observation_tensor(obs, env),
             actions=self.to_torch(actions),
             next_observations=self._observation_tensor(next_obs, env),
-            dones=self.to_torch(dones.reshape(-1, 1)),
+            dones=self.to_torch(dones.reshape(-1, 1).astype(np.float32)),
             rewards=self.to_torch(rewards.astype(np.float32)),
+            discounts=None,
             costs=self.to_torch(costs.reshape(-1, 1)),
             violations=self.to_torch(violations.reshape(-1, 1)),
         )
+
+
+class ConstraintDictReplayBuffer(ConstraintReplayBuffer, DictReplayBuffer):  # type: ignore[misc]
+    """:class:`ConstraintReplayBuffer` for observations of a ``Dict`` space: SB3's ``DictReplayBuffer`` with costs,
+    ``D_s`` and ``D_0`` (the algorithms choose it for ``MultiInputPolicy``, as SAC chooses ``DictReplayBuffer``)."""
+
+    @staticmethod
+    def _check_observation_space(observation_space: spaces.Space) -> None:
+        if not isinstance(observation_space, spaces.Dict):
+            raise ValueError("ConstraintDictReplayBuffer needs a Dict observation space: use ConstraintReplayBuffer")
+
+    def _store_batch(self, steps: np.ndarray, envs: np.ndarray) -> tuple[Any, ...]:
+        observations = cast(dict[str, np.ndarray], self.observations)
+        next_observations = cast(dict[str, np.ndarray], self.next_observations)
+        return (
+            {key: array[steps, envs] for key, array in observations.items()},
+            self.actions[steps, envs],
+            {key: array[steps, envs] for key, array in next_observations.items()},
+            self.dones[steps, envs] * (1 - self.timeouts[steps, envs]),
+            self.rewards[steps, envs],
+            self.costs[steps, envs],
+        )
+
+
+def constraint_buffer_class(observation_space: spaces.Space) -> type[ConstraintReplayBuffer]:
+    """The constraint-aware buffer for an observation space, as SB3 picks ``ReplayBuffer`` or ``DictReplayBuffer``."""
+    return ConstraintDictReplayBuffer if isinstance(observation_space, spaces.Dict) else ConstraintReplayBuffer
 
 
 def _concatenate(first: Any, second: Any) -> Any:

@@ -31,7 +31,12 @@ from stable_baselines3.common.vec_env.patch_gym import _patch_env
 from stable_baselines3.sac.policies import Actor
 from torch.nn import functional as F
 
-from sb3_metasaclag.common.buffers import ConstraintReplayBuffer, ConstraintReplayBufferSamples
+from sb3_metasaclag.common.buffers import (
+    ConstraintDictReplayBuffer,
+    ConstraintReplayBuffer,
+    ConstraintReplayBufferSamples,
+    constraint_buffer_class,
+)
 from sb3_metasaclag.common.costs import get_costs
 from sb3_metasaclag.common.lagrangian import NU_OPTIMIZERS, LagrangeMultiplier
 from sb3_metasaclag.common.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SafeSACPolicy
@@ -126,8 +131,9 @@ def check_sac_only_arguments(
         )
     if optimize_memory_usage:
         raise ValueError(
-            f"{algorithm} does not support optimize_memory_usage=True: its buffer splits transitions between D and D_s, "
-            "so a next observation cannot be read from the following row; use optimize_memory_usage=False (the default)"
+            f"{algorithm} does not support optimize_memory_usage=True: SB3's memory-efficient layout reads a next "
+            "observation from the following row, which needs timeouts treated as terminal (handle_timeout_termination="
+            "False), and the constraint-aware buffer keeps them non-terminal; use optimize_memory_usage=False (the default)"
         )
 
 
@@ -297,7 +303,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             train_freq,
             gradient_steps,
             action_noise,
-            replay_buffer_class=replay_buffer_class or ConstraintReplayBuffer,  # type: ignore[arg-type]
+            replay_buffer_class=replay_buffer_class,  # None: chosen from the observation space in _setup_model
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
@@ -356,6 +362,9 @@ class SafeSACBase(OffPolicyAlgorithm):
             replay_buffer_kwargs=self.replay_buffer_kwargs,
             stats_window_size=self._stats_window_size,
         )
+        if self.replay_buffer_class in (None, ConstraintReplayBuffer, ConstraintDictReplayBuffer):
+            # As SAC picks ReplayBuffer or DictReplayBuffer from the observation space.
+            self.replay_buffer_class = constraint_buffer_class(self.observation_space)
         self.replay_buffer_kwargs = {
             "violation_threshold": self.violation_threshold,
             "initial_state_buffer_size": self.initial_state_buffer_size,
@@ -546,7 +555,7 @@ class SafeSACBase(OffPolicyAlgorithm):
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
         self._update_learning_rate(self._critic_optimizers())
-        if self.main_batch == "non_violating" and self.replay_buffer.main.size() == 0:
+        if self.main_batch == "non_violating" and self.replay_buffer.non_violating_size() == 0:
             if not self._warned_empty_main:
                 warnings.warn(
                     "Every transition collected so far violates the constraint: the reward critic and the actor wait."
@@ -556,7 +565,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         logs: dict[str, list[th.Tensor]] = {}
         for gradient_step in range(gradient_steps):
             replay_data = self.sample_main_batch(batch_size)
-            safety_data = self.replay_buffer.sample_all(batch_size, env=self._vec_normalize_env)
+            safety_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             values = {
                 "safety_critic_loss": self._train_safety_critic(safety_data),  # step 1
                 "critic_loss": self._train_critic(replay_data),  # step 2
@@ -589,10 +598,11 @@ class SafeSACBase(OffPolicyAlgorithm):
         polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
 
     def sample_main_batch(self, batch_size: int) -> ConstraintReplayBufferSamples:
-        """A batch ``B`` (or ``B'``) for the reward critics and the actor: from ``D``, or from every transition."""
+        """A batch ``B`` (or ``B'``) for the reward critics and the actor: from every transition (``main_batch="all"``)
+        or from the non-violating ones (``"non_violating"``)."""
         if self.main_batch == "all":
-            return self.replay_buffer.sample_all(batch_size, env=self._vec_normalize_env)
-        return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        return self.replay_buffer.sample_non_violating(batch_size, env=self._vec_normalize_env)
 
     def _train_safety_critic(self, data: ConstraintReplayBufferSamples) -> th.Tensor:
         """Step 1: twin safety critics on ``D u D_s``, Eq. 2 target with the ``max`` of the target critics."""
@@ -733,5 +743,10 @@ class SafeSACBase(OffPolicyAlgorithm):
         buffer = load_from_pkl(path, self.verbose)
         if not isinstance(buffer, ConstraintReplayBuffer):
             raise TypeError(f"Expected a pickled ConstraintReplayBuffer, got {type(buffer).__name__}")
+        if not hasattr(buffer, "costs"):
+            raise TypeError(
+                "This replay buffer was saved by a development version of sb3-metasaclag from before the buffer became an SB3 "
+                "ReplayBuffer (separate D and D_s stores); this version cannot read it: collect the transitions again"
+            )
         buffer.device = self.device
         self.replay_buffer = buffer

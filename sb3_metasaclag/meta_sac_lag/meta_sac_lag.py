@@ -17,11 +17,13 @@ from sb3_metasaclag.common.policies import SafeSACPolicy
 from sb3_metasaclag.common.safe_sac import SafeSACBase, check_range
 
 EPSILON_OBJECTIVES = ("linear", "nonlinear")
+CONSTRAINT_STATES = ("batch", "initial")
 OUTER_RULES = ("averaged", "paper")
 NU_DERIVATIVES = ("projected", "straight_through")
 #: What each outer rule uses for the arguments left at None (see the class docstring).
 OUTER_RULE_DEFAULTS: dict[str, dict[str, Any]] = {
     "paper": dict(
+        epsilon_objective="linear",
         epsilon_learning_rate=1e-2,
         alpha_learning_rate=3e-3,
         meta_interval=1,
@@ -31,6 +33,7 @@ OUTER_RULE_DEFAULTS: dict[str, dict[str, Any]] = {
         outer_step_bounds=None,
     ),
     "averaged": dict(
+        epsilon_objective="linear",
         epsilon_learning_rate=1e-2,
         alpha_learning_rate=1e-2,
         meta_interval=20,
@@ -193,8 +196,8 @@ class MetaSACLag(SafeSACBase):
        ``epsilon``;
     4. inner step of the actor ``phi' = phi - RMSProp(grad_phi(alpha log pi - Qr + nu' Qc))`` (Eq. 11), kept in the
        graph so that ``phi'`` is a function of ``epsilon`` (through ``nu'``) and of ``alpha``;
-    5. outer step of ``epsilon``: ascent on ``J_eps`` (Eq. 14, or Eq. 16 with ``epsilon_objective="nonlinear"``)
-       evaluated with ``phi'`` on a resampled batch ``B'``, then clipped to ``[0, epsilon_max]``;
+    5. outer step of ``epsilon``: ascent on ``J_eps`` (Eq. 14, ``epsilon_objective="linear"``) or ``J_nl`` (Eq. 16,
+       ``"nonlinear"``) evaluated with ``phi'`` on a resampled batch ``B'``, then clipped to ``[0, epsilon_max]``;
     6. outer step of ``alpha``: ascent on ``J_alpha`` (Eq. 15) on initial states from ``D_0`` with the deterministic
        action of ``phi'``; ``log alpha`` is clamped to ``[-20, 0]`` so that ``0 < alpha <= 1`` (the lower bound, ours, only
        keeps ``alpha`` positive in float32);
@@ -204,8 +207,9 @@ class MetaSACLag(SafeSACBase):
     ``epsilon`` and ``alpha`` is the outer rule (``outer_rule``):
 
     - ``"paper"``, the paper's literal reading (Algorithm 1, lines 18-19): after every gradient step, one RMSProp step
-      of ``epsilon`` (learning rate ``1e-2``) and one Adam step of ``log alpha`` (``3e-3``, Meta-SAC's gradient
-      clipping), with the exact derivative of the projection ``nu' = max(0, .)`` (zero where it clips);
+      of ``epsilon`` (learning rate ``1e-2``) on the linear objective ``J_eps`` (Eq. 14) and one Adam step of
+      ``log alpha`` (``3e-3``, Meta-SAC's gradient clipping), with the exact derivative of the projection
+      ``nu' = max(0, .)`` (zero where it clips);
     - ``"averaged"`` (default; ours, not the paper's, issue 12): the meta-gradients are averaged over
       ``meta_interval = 20`` gradient steps and each outer variable takes one Rprop step per interval (the step grows
       by 1.2 while the sign of the averaged meta-gradient repeats, halves when it flips, and stays within
@@ -254,12 +258,18 @@ class MetaSACLag(SafeSACBase):
     :param epsilon_max: Upper bound of ``epsilon``; ``Qc`` is a discounted probability, hence 1.
     :param epsilon_learning_rate: Learning rate ``beta_epsilon`` of ``epsilon``: RMSProp's (paper) or Rprop's initial
         step (averaged). None: the rule's default, ``1e-2`` for both.
-    :param epsilon_objective: ``"linear"`` (Eq. 14) or ``"nonlinear"`` (Eq. 16, the paper's ``J_nl`` variant).
+    :param epsilon_objective: ``"linear"`` (Eq. 14, ``J_eps``) or ``"nonlinear"`` (Eq. 16, the paper's ``J_nl``
+        variant). None (default): the rule's choice (``"linear"`` under both rules for now).
     :param epsilon_batch: States of the ``epsilon`` objective: ``"main"`` (default), a batch ``B'`` drawn like ``B``
         (Algorithm 1, line 17; see ``main_batch``), or ``"mixed"``, half from the non-violating transitions ``D`` and
         half from the violating transitions ``D_s`` (not in the paper: an
         experimental option; on ``SafeNavigation2D-v0`` with ``main_batch="non_violating"`` it solved the task safely at
         10,000 steps, not after, and with ``main_batch="all"`` not at all: see the README).
+    :param constraint_states: Where ``nu``'s step (and the ``epsilon`` band) measures ``J_c = E[Qc]``: ``"batch"``
+        (default; Eq. 11: the states of ``B``, drawn from the replay buffer) or ``"initial"`` (ours: states of
+        ``D_0``, so that ``J_c`` is the current policy's discounted probability of a violation from the start of an
+        episode, which a safe policy drives to 0; on replay states it stays high while old states near a hazard
+        remain in the buffer). The actor's penalty is measured on ``B`` either way.
     :param main_batch: Transitions of the batches ``B`` (reward critics, ``nu``, actor) and ``B'`` (``epsilon``):
         ``"all"`` (default) draws uniformly from every transition, ``D u D_s``, as Appendix B of the paper describes
         ``D`` ("stores all the transitions"), so that the reward critics learn that a violation ends the episode;
@@ -332,8 +342,9 @@ class MetaSACLag(SafeSACBase):
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
         epsilon_learning_rate: float | None = None,
-        epsilon_objective: Literal["linear", "nonlinear"] = "linear",
+        epsilon_objective: Literal["linear", "nonlinear"] | None = None,
         epsilon_batch: Literal["main", "mixed"] = "main",
+        constraint_states: Literal["batch", "initial"] = "batch",
         main_batch: Literal["non_violating", "all"] = "all",
         alpha: float = 1.0,
         ent_coef: str | float | None = None,
@@ -369,11 +380,14 @@ class MetaSACLag(SafeSACBase):
         _init_setup_model: bool = True,
     ) -> None:
         alpha, learn_alpha = _alpha_from_ent_coef(type(self).__name__, ent_coef, target_entropy, alpha, learn_alpha)
-        if epsilon_objective not in EPSILON_OBJECTIVES:
-            raise ValueError(f"epsilon_objective must be one of {EPSILON_OBJECTIVES}, got {epsilon_objective!r}")
+        if epsilon_objective is not None and epsilon_objective not in EPSILON_OBJECTIVES:
+            raise ValueError(f"epsilon_objective must be one of {EPSILON_OBJECTIVES} (or None), got {epsilon_objective!r}")
         if epsilon_batch not in ("main", "mixed"):
             raise ValueError(f"epsilon_batch must be 'main' or 'mixed', got {epsilon_batch!r}")
         self.epsilon_batch = epsilon_batch
+        if constraint_states not in CONSTRAINT_STATES:
+            raise ValueError(f"constraint_states must be one of {CONSTRAINT_STATES}, got {constraint_states!r}")
+        self.constraint_states = constraint_states
         check_range("alpha", alpha, 0.0, 1.0, low_open=True)
         if outer_rule not in OUTER_RULES:
             raise ValueError(f"outer_rule must be one of {OUTER_RULES}, got {outer_rule!r}")
@@ -396,7 +410,7 @@ class MetaSACLag(SafeSACBase):
         check_range("nu_max", nu_max, float(nu), math.inf)
         self.nu_max = float(nu_max)
         self.epsilon_learning_rate = float(epsilon_learning_rate)
-        self.epsilon_objective = epsilon_objective
+        self.epsilon_objective = epsilon_objective  # None: the rule's (see _resolve_outer_rule)
         self.initial_alpha = float(alpha)
         self.alpha_learning_rate = float(alpha_learning_rate)
         self.alpha_max_grad_norm = alpha_max_grad_norm
@@ -464,6 +478,8 @@ class MetaSACLag(SafeSACBase):
         defaults = OUTER_RULE_DEFAULTS[self.outer_rule]
         self.meta_interval = int(defaults["meta_interval"] if self.meta_interval is None else self.meta_interval)
         self.nu_derivative = defaults["nu_derivative"] if self.nu_derivative is None else self.nu_derivative
+        if getattr(self, "epsilon_objective", None) is None:  # an explicit choice, also a saved one, is kept
+            self.epsilon_objective = defaults["epsilon_objective"]
         if self.min_entropy is None:
             self.min_entropy = defaults["min_entropy"]
         if self.epsilon_band is None:
@@ -511,7 +527,13 @@ class MetaSACLag(SafeSACBase):
         self._actor_parameter_names = [name for name, _ in self.actor.named_parameters()]
 
     # One meta update, as functions of their inputs (the tests differentiate them) ----------------------------------------
-    def inner_step(self, observations: Any, epsilon: th.Tensor | float, alpha: th.Tensor | float) -> InnerStep:
+    def inner_step(
+        self,
+        observations: Any,
+        epsilon: th.Tensor | float,
+        alpha: th.Tensor | float,
+        constraint_observations: Any | None = None,
+    ) -> InnerStep:
         """Steps 3-4: the inner updates ``nu'`` and ``phi'`` on a batch of states, and what their derivatives need.
 
         The actor loss of Eq. 11 is ``alpha * A - V`` with ``A = mean log pi`` and ``V = R - nu' C`` (``R = mean Qr``,
@@ -520,11 +542,15 @@ class MetaSACLag(SafeSACBase):
         ``d phi'/d epsilon = D * grad C * d nu'/d epsilon`` and ``d phi'/d alpha = D * grad A``, where ``D`` is the
         elementwise derivative of the RMSProp step: exact meta-gradients from first-order gradients, without
         differentiating through a backward pass. ``grad C`` is computed only when ``epsilon`` is learned.
+
+        ``nu``'s step measures ``J_c`` on ``constraint_observations`` when given (``constraint_states="initial"``),
+        else on the batch, as Eq. 11 does; the actor's penalty ``C`` is always the batch's.
         """
         actions, log_prob = self.actor.action_log_prob(observations)
         qr, qc = self.twin_q_values(observations, actions)
         safety_term = qc.amax(dim=1).mean()
-        new_nu, nu_state, dnu_depsilon = self.lagrangian.step_with_derivative(safety_term, epsilon)  # Eq. 11 in nu
+        constraint_value = safety_term if constraint_observations is None else self.constraint_value(constraint_observations)
+        new_nu, nu_state, dnu_depsilon = self.lagrangian.step_with_derivative(constraint_value, epsilon)  # Eq. 11 in nu
         entropy_term, value_term = log_prob.mean(), self.penalised_value(qr, qc, new_nu).mean()
         alpha = th.as_tensor(alpha).detach()
         params = self.actor_rmsprop.params
@@ -553,8 +579,14 @@ class MetaSACLag(SafeSACBase):
             grad_c,
             actor_loss,
             entropy_term.detach(),
-            safety_term.detach(),
+            constraint_value.detach(),
         )
+
+    @th.no_grad()
+    def constraint_value(self, observations: Any) -> th.Tensor:
+        """``J_c = E[max_j Qc_j(s, a)]``, ``a ~ pi(s)``, on the given states (a value: nothing is differentiated)."""
+        actions, _ = self.actor.action_log_prob(observations)
+        return self.twin_q_values(observations, actions)[1].amax(dim=1).mean()
 
     def actor_with(self, params: Sequence[th.Tensor], observations: Any, deterministic: bool = False) -> th.Tensor:
         """Actions of the actor evaluated with the parameters ``params`` (e.g. ``phi'``) instead of its own."""
@@ -591,7 +623,8 @@ class MetaSACLag(SafeSACBase):
         """Steps 3-6 without changing the model: the inner updates, ``d J_eps / d epsilon``, the updated ``epsilon'``
         and ``d J_alpha / d alpha`` (Eq. 15 evaluated with ``epsilon'``)."""
         alpha = self.alpha.detach()
-        inner = self.inner_step(observations, self.epsilon.detach(), alpha)
+        constraint_observations = initial_observations if self.constraint_states == "initial" else None
+        inner = self.inner_step(observations, self.epsilon.detach(), alpha, constraint_observations)
         j_eps, grad_epsilon, epsilon_next, epsilon_state = None, None, self.epsilon.detach(), None
         if self.learn_epsilon:  # Step 5, Eq. 14/16 on the resampled batch B'
             params = [param.requires_grad_(True) for param in inner.params]
@@ -618,8 +651,10 @@ class MetaSACLag(SafeSACBase):
         alpha = self.alpha.detach().clone().requires_grad_(True)
         actions, log_prob = self.actor.action_log_prob(observations)
         qr, qc = self.twin_q_values(observations, actions)
-        safety_term = qc.amax(dim=1).mean()
-        new_nu, nu_state = self.lagrangian.differentiable_step(safety_term, epsilon)
+        constraint_term = qc.amax(dim=1).mean()
+        if self.constraint_states == "initial":
+            constraint_term = self.constraint_value(initial_observations)
+        new_nu, nu_state = self.lagrangian.differentiable_step(constraint_term, epsilon)
         actor_loss = alpha * log_prob.mean() - self.penalised_value(qr, qc, new_nu).mean()
         params = self.actor_rmsprop.params
         grads = th.autograd.grad(actor_loss, params, create_graph=True)
@@ -644,7 +679,7 @@ class MetaSACLag(SafeSACBase):
             [],
             actor_loss.detach(),
             log_prob.mean().detach(),
-            safety_term.detach(),
+            constraint_term.detach(),
         )
         return MetaStep(inner, j_eps, grad_epsilon, epsilon_next, epsilon_state, j_alpha, grad_alpha)
 
@@ -658,7 +693,7 @@ class MetaSACLag(SafeSACBase):
             )
         initial = (
             self.replay_buffer.sample_initial_states(self.initial_state_batch_size, env=self._vec_normalize_env)
-            if self.learn_alpha
+            if self.learn_alpha or self.constraint_states == "initial"
             else None
         )
         meta_gradients = self.meta_gradients_autograd if self.meta_gradient_method == "autograd" else self.meta_gradients
