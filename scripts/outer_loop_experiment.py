@@ -40,13 +40,11 @@ TASKS: dict[str, tuple[str, int, int, int, dict[str, Any]]] = {
 CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     "metasaclag": ("MetaSACLag", {}),
     "metasaclag-paper": ("MetaSACLag", dict(outer_rule="paper")),
-    # The default before the third session: the averaged rule on J_eps (Eq. 14) instead of J_nl (Eq. 16).
-    "metasaclag-linear": ("MetaSACLag", dict(epsilon_objective="linear")),
     "saclag": ("SACLag", dict(epsilon=0.5)),
     "sac": ("SAC", {}),
     # Candidates screened while choosing the default (docs/outer_loop/screening/screening.md), in the order they were run.
-    # Until the third session the default objective was J_eps (Eq. 14): these candidates say so explicitly. "noband" is
-    # the averaged rule without its epsilon band; the others change one or two arguments of it.
+    # Each names its epsilon objective explicitly (J_eps, Eq. 14, is the default). "noband" is the averaged rule without
+    # its epsilon band; the others change one or two arguments of it.
     "metasaclag-noband": ("MetaSACLag", dict(epsilon_objective="linear", epsilon_band=math.inf, min_entropy="auto")),
     "metasaclag-noband-nofloor": (
         "MetaSACLag",
@@ -98,8 +96,8 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     # objective) under the averaged rule; plain gradient steps on nu (windup proportional to the gap), alone and with
     # a narrow lower band edge.
     # Third session: the paper's nonlinear epsilon objective (Eq. 16, no envelope cancellation: it is not the actor's own
-    # objective) under the averaged rule, which became the default; plain gradient steps on nu (windup proportional to
-    # the gap), alone and with a narrow lower band edge, on J_eps.
+    # objective) under the averaged rule; plain gradient steps on nu (windup proportional to the gap), alone and with a
+    # narrow lower band edge, on J_eps (not run).
     "metasaclag-nl": ("MetaSACLag", dict(epsilon_objective="nonlinear")),
     # J_c for nu and the band measured at initial states (constraint_states="initial"): on replay states J_c stays high
     # while old states near the hazard remain in the buffer, so with epsilon held just below it nu winds up although the
@@ -116,7 +114,7 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 #: The contenders of the issue's table (the others are screening candidates, run with --contenders).
-MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac", "metasaclag-linear"]
+MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac"]
 
 
 def run_one(out: str, task: str, contender: str, seed: int, extra: dict[str, Any]) -> str:
