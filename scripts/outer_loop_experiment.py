@@ -92,12 +92,9 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     # the 2-D tasks: alpha cannot collapse)
     "metasaclag-numax20": ("MetaSACLag", dict(epsilon_objective="linear", nu_max=20.0)),
     "metasaclag-ent4": ("MetaSACLag", dict(epsilon_objective="linear", min_entropy=-4.0)),
-    # Not run yet: the paper's nonlinear epsilon objective (Eq. 16, no envelope cancellation: it is not the actor's own
-    # objective) under the averaged rule; plain gradient steps on nu (windup proportional to the gap), alone and with
-    # a narrow lower band edge.
     # Third session: the paper's nonlinear epsilon objective (Eq. 16, no envelope cancellation: it is not the actor's own
-    # objective) under the averaged rule; plain gradient steps on nu (windup proportional to the gap), alone and with a
-    # narrow lower band edge, on J_eps (not run).
+    # objective) under the averaged rule; plain gradient steps on nu (a step proportional to the gap), on J_eps alone
+    # and with a narrow lower band edge (the latter not run).
     "metasaclag-nl": ("MetaSACLag", dict(epsilon_objective="nonlinear")),
     # J_c for nu and the band measured at initial states (constraint_states="initial"): on replay states J_c stays high
     # while old states near the hazard remain in the buffer, so with epsilon held just below it nu winds up although the
