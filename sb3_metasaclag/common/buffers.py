@@ -251,15 +251,17 @@ class ConstraintReplayBuffer(ReplayBuffer):
         if not np.all(np.isfinite(reward)):
             raise ValueError(f"Rewards must be finite, got {reward.tolist()}; nothing was stored.")
         violating = costs > self.violation_threshold
-        if self.full:  # the row about to be overwritten leaves the store
-            self.n_violating -= int(np.count_nonzero(self.costs[self.pos] > self.violation_threshold))
-        self.costs[self.pos] = costs
-        self.n_violating += int(np.count_nonzero(violating))
         timeouts = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool)
         dones = np.asarray(done, dtype=np.float32).reshape(self.n_envs) * (1 - timeouts)
         action = np.asarray(action).reshape((self.n_envs, self.action_dim))
-        self.safety.add(violating, obs, next_obs, action, reward, costs, dones, stamp=self.n_steps_added)
+        row, overwriting = self.pos, self.full
         super().add(obs, next_obs, action, reward, done, infos)  # type: ignore[arg-type]
+        # SB3's row is in: its cost beside it, the count of violations in the store, and D_s.
+        if overwriting:  # the row just overwritten has left the store
+            self.n_violating -= int(np.count_nonzero(self.costs[row] > self.violation_threshold))
+        self.costs[row] = costs
+        self.n_violating += int(np.count_nonzero(violating))
+        self.safety.add(violating, obs, next_obs, action, reward, costs, dones, stamp=self.n_steps_added)
         self.n_steps_added += 1
 
     def add_initial_states(self, obs: Observation, select: np.ndarray | None = None) -> None:
