@@ -9,7 +9,7 @@ both readings of ``D`` are a sampling choice, see ``main_batch``), ``D_s`` keeps
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
@@ -345,9 +345,9 @@ class ConstraintReplayBuffer(ReplayBuffer):
     def _store_batch(self, steps: np.ndarray, envs: np.ndarray) -> tuple[Any, ...]:
         """``(obs, actions, next_obs, dones, rewards, costs)`` of store rows, numpy, unnormalized; a timeout is not done."""
         return (
-            self.observations[steps, envs],
+            _rows(self.observations, steps, envs),
             self.actions[steps, envs],
-            self.next_observations[steps, envs],
+            _rows(self.next_observations, steps, envs),
             self.dones[steps, envs] * (1 - self.timeouts[steps, envs]),
             self.rewards[steps, envs],
             self.costs[steps, envs],
@@ -395,22 +395,17 @@ class ConstraintDictReplayBuffer(ConstraintReplayBuffer, DictReplayBuffer):  # t
         if not isinstance(observation_space, spaces.Dict):
             raise ValueError("ConstraintDictReplayBuffer needs a Dict observation space: use ConstraintReplayBuffer")
 
-    def _store_batch(self, steps: np.ndarray, envs: np.ndarray) -> tuple[Any, ...]:
-        observations = cast(dict[str, np.ndarray], self.observations)
-        next_observations = cast(dict[str, np.ndarray], self.next_observations)
-        return (
-            {key: array[steps, envs] for key, array in observations.items()},
-            self.actions[steps, envs],
-            {key: array[steps, envs] for key, array in next_observations.items()},
-            self.dones[steps, envs] * (1 - self.timeouts[steps, envs]),
-            self.rewards[steps, envs],
-            self.costs[steps, envs],
-        )
-
 
 def constraint_buffer_class(observation_space: spaces.Space) -> type[ConstraintReplayBuffer]:
     """The constraint-aware buffer for an observation space, as SB3 picks ``ReplayBuffer`` or ``DictReplayBuffer``."""
     return ConstraintDictReplayBuffer if isinstance(observation_space, spaces.Dict) else ConstraintReplayBuffer
+
+
+def _rows(store: Any, steps: np.ndarray, envs: np.ndarray) -> Any:
+    """Rows ``(steps, envs)`` of an SB3 store array, or of each array of a Dict store."""
+    if isinstance(store, dict):
+        return {key: array[steps, envs] for key, array in store.items()}
+    return store[steps, envs]
 
 
 def _concatenate(first: Any, second: Any) -> Any:

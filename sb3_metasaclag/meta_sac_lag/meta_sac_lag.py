@@ -586,7 +586,7 @@ class MetaSACLag(SafeSACBase):
     def constraint_value(self, observations: Any) -> th.Tensor:
         """``J_c = E[max_j Qc_j(s, a)]``, ``a ~ pi(s)``, on the given states (a value: nothing is differentiated)."""
         actions, _ = self.actor.action_log_prob(observations)
-        return self.twin_q_values(observations, actions)[1].amax(dim=1).mean()
+        return th.cat(self.safety_critic(observations, actions), dim=1).amax(dim=1).mean()  # the safety critics only
 
     def actor_with(self, params: Sequence[th.Tensor], observations: Any, deterministic: bool = False) -> th.Tensor:
         """Actions of the actor evaluated with the parameters ``params`` (e.g. ``phi'``) instead of its own."""
@@ -651,9 +651,9 @@ class MetaSACLag(SafeSACBase):
         alpha = self.alpha.detach().clone().requires_grad_(True)
         actions, log_prob = self.actor.action_log_prob(observations)
         qr, qc = self.twin_q_values(observations, actions)
-        constraint_term = qc.amax(dim=1).mean()
-        if self.constraint_states == "initial":
-            constraint_term = self.constraint_value(initial_observations)
+        constraint_term = (
+            self.constraint_value(initial_observations) if self.constraint_states == "initial" else qc.amax(dim=1).mean()
+        )
         new_nu, nu_state = self.lagrangian.differentiable_step(constraint_term, epsilon)
         actor_loss = alpha * log_prob.mean() - self.penalised_value(qr, qc, new_nu).mean()
         params = self.actor_rmsprop.params
