@@ -104,6 +104,30 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
         "MetaSACLag",
         dict(epsilon_objective="nonlinear", constraint_states="initial", nu_optimizer="sgd", nu_learning_rate=0.1),
     ),
+    # Fourth session: init-sgdnu with an answer for alpha (Eq. 15 under Rprop drove it to its bound 1 on the soft circle,
+    # seed 2, and to its floor 2e-9 on the hard circle, seed 0): an entropy floor at twice SAC v2's target, -2 dim(A),
+    # alone and with a ceiling at 0 (alpha falls while the policy is wider than about sigma = 0.24 per dimension).
+    "metasaclag-init-sgdnu-ent2": (
+        "MetaSACLag",
+        dict(
+            epsilon_objective="nonlinear",
+            constraint_states="initial",
+            nu_optimizer="sgd",
+            nu_learning_rate=0.1,
+            min_entropy="-2*dim",
+        ),
+    ),
+    "metasaclag-init-sgdnu-entband": (
+        "MetaSACLag",
+        dict(
+            epsilon_objective="nonlinear",
+            constraint_states="initial",
+            nu_optimizer="sgd",
+            nu_learning_rate=0.1,
+            min_entropy="-2*dim",
+            max_entropy="0*dim",
+        ),
+    ),
     "metasaclag-sgdnu": ("MetaSACLag", dict(epsilon_objective="linear", nu_optimizer="sgd", nu_learning_rate=0.1)),
     "metasaclag-sgdnu-band": (
         "MetaSACLag",
@@ -137,6 +161,7 @@ def run_one(out: str, task: str, contender: str, seed: int, extra: dict[str, Any
     import gymnasium as gym
 
     env = CostMonitor(gym.make(env_id))
+    per_dimension(kwargs, int(np.prod(env.action_space.shape)))
     algo = SAC if algo_name == "SAC" else getattr(sb3_metasaclag, algo_name)
     model = algo("MlpPolicy", env, seed=seed, policy_kwargs=policy_kwargs, **kwargs)
     history = SafetyHistoryCallback()
@@ -170,6 +195,14 @@ def run_one(out: str, task: str, contender: str, seed: int, extra: dict[str, Any
         json.dump(result, file)
     os.replace(path + ".tmp", path)  # a run that dies leaves no result behind: the next invocation redoes it
     return path
+
+
+def per_dimension(kwargs: dict[str, Any], action_dim: int) -> None:
+    """Resolve values written per action dimension, ``"<k>*dim"``, to ``k * dim(A)`` in place (one setting for tasks
+    of every action dimension, as SAC v2's target entropy ``-dim(A)``)."""
+    for key, value in kwargs.items():
+        if isinstance(value, str) and value.endswith("*dim"):
+            kwargs[key] = float(value[: -len("*dim")]) * action_dim
 
 
 def _run_star(args: tuple) -> str:

@@ -173,6 +173,10 @@ def test_env_without_cost_fails_at_first_step_with_advice():
         (dict(min_entropy="high"), "min_entropy must be a float, 'auto' or None"),
         (dict(min_entropy=float("nan")), "min_entropy must be a float below inf"),
         (dict(outer_rule="paper", min_entropy=-1.0), "no entropy floor"),
+        (dict(max_entropy="low"), "max_entropy must be a float above -inf"),
+        (dict(max_entropy=float("-inf")), "max_entropy must be a float above -inf"),
+        (dict(outer_rule="paper", max_entropy=0.0), "no entropy ceiling"),
+        (dict(min_entropy=-1.0, max_entropy=-2.0), r"max_entropy \(-2.0\) must lie above"),
         (dict(epsilon_band=-0.1), "epsilon_band must lie in"),
         (dict(alpha_max_grad_norm=0.0), "alpha_max_grad_norm must lie in"),
         (dict(outer_rule="paper", epsilon_band=0.1), "no epsilon band"),
@@ -265,9 +269,9 @@ def test_main_batch_decides_whether_violations_reach_the_reward_critics(algorith
         violations_per_batch.append(batch.violations.sum().item())
         return batch
 
-    def spy_critic(data):
+    def spy_critic(data, *args):
         critic_batches.append(data.violations.sum().item())
-        return train_critic(data)
+        return train_critic(data, *args)
 
     model.sample_main_batch, model._train_critic = spy_sample, spy_critic
     model.learn(300)

@@ -72,12 +72,17 @@ def test_averaged_rule_steps_once_per_interval_on_the_mean_meta_gradient(min_ent
     for _ in range(2 * interval):
         model.train(gradient_steps=1, batch_size=model.batch_size)
         values.append((model.epsilon.item(), model.log_ent_coef.item()))
-    # epsilon and log alpha change exactly when an interval completes.
+    # epsilon and log alpha change only when an interval completes; at the first completion both move, at the second
+    # each moves unless the sign of its mean meta-gradient flipped (Rprop then skips that step).
+    means = np.asarray(records).reshape(2, interval, 3).mean(axis=1)
+    flipped = np.sign(means[0]) != np.sign(means[1])
     for n_updates in range(1, 2 * interval + 1):
         completed = n_updates % interval == 0
+        second = n_updates == 2 * interval
         (epsilon, log_alpha), (previous_epsilon, previous_log_alpha) = values[n_updates], values[n_updates - 1]
-        assert (epsilon != previous_epsilon) == completed, n_updates
-        assert (log_alpha != previous_log_alpha) == completed, n_updates
+        assert (epsilon != previous_epsilon) == (completed and not (second and flipped[0])), n_updates
+        alpha_flipped = flipped[1] and min_entropy == -np.inf  # below the floor, every step raises alpha
+        assert (log_alpha != previous_log_alpha) == (completed and not (second and alpha_flipped)), n_updates
     # The first outer step is Rprop's first step: the initial step size times the sign of the mean meta-gradient.
     first = np.asarray(records[:interval])
     epsilon_after, log_alpha_after = values[interval]
@@ -96,6 +101,18 @@ def test_entropy_floor_raises_alpha_whatever_the_meta_gradient():
     free = MetaSACLag("MlpPolicy", "SafeBandit-v0", alpha=0.2, min_entropy=-np.inf, meta_interval=5, seed=0, **SMALL)
     free.learn(300)
     assert free.alpha.item() != model.alpha.item()
+
+
+def test_entropy_ceiling_lowers_alpha_whatever_the_meta_gradient():
+    # A ceiling no policy can stay under: every outer step lowers alpha, at Rprop's growing steps.
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", min_entropy=-200.0, max_entropy=-100.0, meta_interval=5, seed=0, **SMALL)
+    assert (model.entropy_floor, model.entropy_ceiling) == (-200.0, -100.0)
+    model.learn(300)
+    outer_steps = (300 - SMALL["learning_starts"]) // 5
+    assert model.log_ent_coef.item() < -outer_steps * model.alpha_learning_rate  # at least the initial step each time
+    free = MetaSACLag("MlpPolicy", "SafeBandit-v0", meta_interval=5, seed=0, **SMALL)
+    free.learn(300)
+    assert free.entropy_ceiling is None and free.alpha.item() > model.alpha.item()
 
 
 def test_straight_through_derivative_survives_the_projection():

@@ -73,3 +73,54 @@ def test_import_does_not_print_gymnasium_robotics_adroit_notice():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     assert "AdroitHand" not in result.stderr
     assert result.stdout.strip() == "True"  # only withheld during the import, not removed
+
+
+def _episodes(env_id: str, reuse: bool, resets: int = 4, steps: int = 40) -> tuple[list[np.ndarray], int]:
+    """Observations, rewards and costs of a few short episodes under fixed random actions (seeded first reset), and how
+    many MuJoCo models the resets after the first used."""
+    env = gym.make(env_id)
+    rng = np.random.default_rng(0)
+    rows, models = [], []  # the models are kept alive, so that their ids stay distinct
+    for episode in range(resets):
+        obs, _ = env.reset(seed=0 if episode == 0 else None)
+        env.unwrapped.task.world.reuse_compiled_model = reuse
+        if episode > 0:
+            models.append(env.unwrapped.task.world.model)
+        rows.append(np.asarray(obs, dtype=np.float64).copy())
+        for _ in range(steps):
+            obs, reward, terminated, truncated, info = env.step(rng.uniform(-1.0, 1.0, env.action_space.shape))
+            rows.append(np.r_[obs, reward, info["cost"]])
+            if terminated or truncated:
+                break
+    env.close()
+    return rows, len({id(model) for model in models})
+
+
+@pytest.mark.parametrize(
+    "env_id", ["SafetyCarCircle2Gymnasium-v0", "SafetyPointGoal1Gymnasium-v0", "SafetyCarPush1Gymnasium-v0"]
+)
+def test_resets_that_reuse_the_compiled_model_give_the_rebuilding_resets_episodes(env_id):
+    # Circle: only the agent's place changes between resets; Goal: the goal, hazards and a free vase move too; Push: a
+    # free box with its own collision geoms. Bit for bit, over layouts that differ from reset to reset.
+    (reused, reused_models), (rebuilt, rebuilt_models) = _episodes(env_id, reuse=True), _episodes(env_id, reuse=False)
+    assert (reused_models, rebuilt_models) == (1, 3)
+    assert len(reused) == len(rebuilt)
+    assert all(np.array_equal(a, b) for a, b in zip(reused, rebuilt))
+    assert not np.array_equal(reused[0], reused[len(reused) // 2])  # the episodes do differ
+
+
+def test_reset_reuses_the_model_and_keeps_the_skybox():
+    env = gym.make("SafetyCarCircle2Gymnasium-v0")
+    env.reset(seed=0)
+    world = env.unwrapped.task.world
+    model = world.model
+    skybox_pixels = model.tex_data.size
+    layout = world.agent_xy.copy()
+    env.reset()
+    assert world.model is model and model.tex_data.size == skybox_pixels > 3 * 3259 * 3259  # the HD skybox, kept
+    assert not np.array_equal(world.agent_xy, layout)
+    agent = model.body("agent").id
+    assert np.array_equal(model.body_pos[agent][:2], [float(str(v)) for v in world.agent_xy])  # the new start
+    world.reuse_compiled_model = False
+    env.reset()
+    assert world.model is not model  # rebuilt, as Safety-Gymnasium does

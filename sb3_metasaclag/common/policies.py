@@ -20,7 +20,8 @@ class SafeSACPolicy(SACPolicy):
 
     The safety critics estimate ``Qc(s, a)``, the discounted probability of a future violation (paper Eq. 2). They are
     built exactly like the reward critics (same architecture, features extractor and optimizer class) and have their
-    own Polyak targets. Every argument of SB3's ``SACPolicy`` is accepted, plus:
+    own Polyak targets. Every argument of SB3's ``SACPolicy`` is accepted (without ``optimizer_kwargs``, Adam runs as
+    torch's fused implementation: the same update in fewer kernels), plus:
 
     :param actor_optimizer_class: Optimizer of the actor (default: ``optimizer_class``). Meta SAC-Lag uses
         ``torch.optim.RMSprop`` because it differentiates through the actor's update step (paper Appendix B).
@@ -51,6 +52,9 @@ class SafeSACPolicy(SACPolicy):
         actor_optimizer_class: type[th.optim.Optimizer] | None = None,
         actor_optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        if optimizer_kwargs is None and optimizer_class in (th.optim.Adam, th.optim.AdamW):
+            # Torch's fused Adam: one kernel per step for all of a network's weights (CPU and GPU), the same update.
+            optimizer_kwargs = {"fused": True}
         self.actor_optimizer_class = actor_optimizer_class or optimizer_class
         self.actor_optimizer_kwargs = actor_optimizer_kwargs if actor_optimizer_kwargs is not None else optimizer_kwargs
         super().__init__(

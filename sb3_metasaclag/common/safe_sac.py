@@ -565,10 +565,15 @@ class SafeSACBase(OffPolicyAlgorithm):
         logs: dict[str, list[th.Tensor]] = {}
         for gradient_step in range(gradient_steps):
             replay_data = self.sample_main_batch(batch_size)
-            safety_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            # The safety critics learn from D u D_s; so do the reward critics with main_batch="all": one batch, and one
+            # pass of the actor for the next actions of both targets (the actor does not change between steps 1 and 2).
+            shared = self.main_batch == "all"
+            safety_data = replay_data if shared else self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            with th.no_grad():
+                next_policy = self.actor.action_log_prob(safety_data.next_observations)
             values = {
-                "safety_critic_loss": self._train_safety_critic(safety_data),  # step 1
-                "critic_loss": self._train_critic(replay_data),  # step 2
+                "safety_critic_loss": self._train_safety_critic(safety_data, next_policy[0]),  # step 1
+                "critic_loss": self._train_critic(replay_data, next_policy if shared else None),  # step 2
                 **self._train_actor(replay_data),  # steps 3-7, algorithm specific
             }
             for key, value in values.items():
@@ -604,10 +609,10 @@ class SafeSACBase(OffPolicyAlgorithm):
             return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
         return self.replay_buffer.sample_non_violating(batch_size, env=self._vec_normalize_env)
 
-    def _train_safety_critic(self, data: ConstraintReplayBufferSamples) -> th.Tensor:
-        """Step 1: twin safety critics on ``D u D_s``, Eq. 2 target with the ``max`` of the target critics."""
+    def _train_safety_critic(self, data: ConstraintReplayBufferSamples, next_actions: th.Tensor) -> th.Tensor:
+        """Step 1: twin safety critics on ``D u D_s``, Eq. 2 target with the ``max`` of the target critics
+        (``next_actions``: the actor's actions at ``data.next_observations``)."""
         with th.no_grad():
-            next_actions, _ = self.actor.action_log_prob(data.next_observations)
             next_qc = th.cat(self.safety_critic_target(data.next_observations, next_actions), dim=1).amax(dim=1, keepdim=True)
             target = data.violations + self.gamma_c * (1 - data.violations) * (1 - data.dones) * next_qc
         current = self.safety_critic(data.observations, data.actions)
@@ -618,12 +623,17 @@ class SafeSACBase(OffPolicyAlgorithm):
         self.safety_critic.optimizer.step()
         return loss
 
-    def _train_critic(self, data: ConstraintReplayBufferSamples) -> th.Tensor:
+    def _train_critic(
+        self, data: ConstraintReplayBufferSamples, next_policy: tuple[th.Tensor, th.Tensor] | None = None
+    ) -> th.Tensor:
         """Step 2: twin reward critics on ``B`` (see ``main_batch``), SAC's soft target with the ``min`` of the target
-        critics (Eq. 5)."""
+        critics (Eq. 5). ``next_policy``: the actor's actions and log-probabilities at ``data.next_observations``, if
+        already drawn."""
         with th.no_grad():
             alpha = self.alpha
-            next_actions, next_log_prob = self.actor.action_log_prob(data.next_observations)
+            if next_policy is None:
+                next_policy = self.actor.action_log_prob(data.next_observations)
+            next_actions, next_log_prob = next_policy
             next_q = th.cat(self.critic_target(data.next_observations, next_actions), dim=1).amin(dim=1, keepdim=True)
             next_q = next_q - alpha * next_log_prob.reshape(-1, 1)
             target = data.rewards + (1 - data.dones) * self.gamma * next_q

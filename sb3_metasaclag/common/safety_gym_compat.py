@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from sb3_metasaclag.common import safety_gym_reset
+
 __all__ = ["import_safety_gymnasium", "is_patched"]
 
 _PATCHED = False
@@ -176,5 +178,6 @@ def import_safety_gymnasium() -> types.ModuleType | None:
     with without_adroit_notice():  # Safety-Gymnasium imports gymnasium-robotics
         safety_gymnasium = importlib.import_module("safety_gymnasium")
     _patch_registration(safety_gymnasium)
+    safety_gym_reset.install(importlib.import_module("safety_gymnasium.world"))
     _PATCHED = True
     return safety_gymnasium

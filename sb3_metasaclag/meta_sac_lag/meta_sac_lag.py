@@ -29,6 +29,7 @@ OUTER_RULE_DEFAULTS: dict[str, dict[str, Any]] = {
         meta_interval=1,
         nu_derivative="projected",
         min_entropy=None,
+        max_entropy=None,
         epsilon_band=None,
         outer_step_bounds=None,
     ),
@@ -39,6 +40,7 @@ OUTER_RULE_DEFAULTS: dict[str, dict[str, Any]] = {
         meta_interval=20,
         nu_derivative="straight_through",
         min_entropy=-math.inf,
+        max_entropy=math.inf,
         epsilon_band=0.05,
         outer_step_bounds=(1e-3, 5.0),
     ),
@@ -67,6 +69,7 @@ def _check_outer_rule_arguments(
     meta_interval: int | None,
     nu_derivative: str | None,
     min_entropy: Any,
+    max_entropy: float | None,
     epsilon_band: float | Sequence[float] | None,
     outer_step_bounds: Sequence[float] | None,
 ) -> None:
@@ -87,6 +90,11 @@ def _check_outer_rule_arguments(
             raise ValueError(f"min_entropy must be a float below inf (-inf: no floor), 'auto' or None, got {min_entropy}")
         if outer_rule == "paper" and min_entropy != -math.inf:
             raise ValueError("outer_rule='paper' has no entropy floor: use outer_rule='averaged' for min_entropy")
+    if max_entropy is not None:
+        if isinstance(max_entropy, str) or math.isnan(max_entropy) or max_entropy == -math.inf:
+            raise ValueError(f"max_entropy must be a float above -inf (inf: no ceiling) or None, got {max_entropy!r}")
+        if outer_rule == "paper" and max_entropy != math.inf:
+            raise ValueError("outer_rule='paper' has no entropy ceiling: use outer_rule='averaged' for max_entropy")
     _check_epsilon_band(outer_rule, epsilon_band)
     _check_outer_step_bounds(outer_rule, outer_step_bounds)
 
@@ -291,6 +299,8 @@ class MetaSACLag(SafeSACBase):
         paper's rule) or ``"straight_through"`` (the derivative of the unprojected step; the averaged rule).
     :param min_entropy: Entropy floor of the averaged rule: ``alpha`` rises while ``-E[log pi]`` is below it.
         ``"auto"``: ``-dim(A)``, SAC v2's target; a float; ``-inf`` (default): none. The paper's rule has none.
+    :param max_entropy: Entropy ceiling of the averaged rule: ``alpha`` falls while ``-E[log pi]`` is above it
+        (``inf``, default: none; it must lie above ``min_entropy``). The paper's rule has none.
     :param epsilon_band: The averaged rule keeps ``epsilon`` within this distance of the mean ``J_c`` of the last
         interval (default 0.05; ``inf``: no band). The paper's rule has none.
     :param ent_coef: SAC's argument: ``"auto"`` (default: learn ``alpha`` from 1), ``"auto_<x>"`` (learn it from
@@ -357,6 +367,7 @@ class MetaSACLag(SafeSACBase):
         meta_interval: int | None = None,
         nu_derivative: Literal["projected", "straight_through"] | None = None,
         min_entropy: float | Literal["auto"] | None = None,
+        max_entropy: float | None = None,
         epsilon_band: float | tuple[float, float] | None = None,
         outer_step_bounds: tuple[float, float] | None = None,
         nu_max: float = math.inf,
@@ -398,13 +409,16 @@ class MetaSACLag(SafeSACBase):
         check_range("alpha_learning_rate", alpha_learning_rate, 0.0, math.inf, low_open=True, high_open=True)
         if alpha_max_grad_norm is not None:
             check_range("alpha_max_grad_norm", alpha_max_grad_norm, 0.0, math.inf, low_open=True)
-        _check_outer_rule_arguments(outer_rule, meta_interval, nu_derivative, min_entropy, epsilon_band, outer_step_bounds)
+        _check_outer_rule_arguments(
+            outer_rule, meta_interval, nu_derivative, min_entropy, max_entropy, epsilon_band, outer_step_bounds
+        )
         # With _init_setup_model=False (as in load()), the rule comes from the saved data; models saved before the rule
         # existed (no "outer_rule" in their data) used the paper's rule: see _resolve_outer_rule().
         self.outer_rule: str | None = outer_rule if _init_setup_model else None
         self.meta_interval = meta_interval
         self.nu_derivative = nu_derivative
         self.min_entropy = min_entropy
+        self.max_entropy = max_entropy
         self.epsilon_band = epsilon_band
         self.outer_step_bounds = outer_step_bounds
         check_range("nu_max", nu_max, float(nu), math.inf)
@@ -482,11 +496,16 @@ class MetaSACLag(SafeSACBase):
             self.epsilon_objective = defaults["epsilon_objective"]
         if self.min_entropy is None:
             self.min_entropy = defaults["min_entropy"]
+        if getattr(self, "max_entropy", None) is None:  # absent from models saved before it existed
+            self.max_entropy = defaults["max_entropy"]
         if self.epsilon_band is None:
             self.epsilon_band = defaults["epsilon_band"]
         if getattr(self, "outer_step_bounds", None) is None:  # absent from models saved before it existed
             self.outer_step_bounds = defaults["outer_step_bounds"]
         self.lagrangian_straight_through = self.nu_derivative == "straight_through"
+        floor, ceiling = self.entropy_floor, self.entropy_ceiling
+        if floor is not None and ceiling is not None and floor >= ceiling:
+            raise ValueError(f"max_entropy ({ceiling}) must lie above the entropy floor min_entropy ({floor})")
 
     @property
     def entropy_floor(self) -> float | None:
@@ -496,6 +515,13 @@ class MetaSACLag(SafeSACBase):
         if self.min_entropy == "auto":
             return float(-np.prod(self.action_space.shape))  # type: ignore[arg-type]
         return float(self.min_entropy)
+
+    @property
+    def entropy_ceiling(self) -> float | None:
+        """The upper bound on the policy's entropy ``-E[log pi]`` that the averaged rule keeps (None: none)."""
+        if self.max_entropy is None or self.max_entropy == math.inf:
+            return None
+        return float(self.max_entropy)
 
     def _setup_entropy(self) -> None:
         self.log_ent_coef = th.tensor(math.log(self.initial_alpha), device=self.device, requires_grad=True)
@@ -754,7 +780,7 @@ class MetaSACLag(SafeSACBase):
         meta-gradients. Rprop (sign-adaptive step sizes) ascends both: a step grows by 1.2 while the sign of the mean
         meta-gradient repeats and halves when it flips, so ``epsilon`` and ``log alpha`` move fast while their
         meta-gradients agree and settle when only noise is left. ``alpha`` rises whenever the policy's entropy is below
-        ``min_entropy`` (SAC v2's target entropy by default), whatever Eq. 15 says."""
+        ``min_entropy`` and falls whenever it is above ``max_entropy``, whatever Eq. 15 says (neither by default)."""
         count = float(self._meta_count)
         sums = self._meta_sums
         if self.learn_epsilon:
@@ -772,9 +798,12 @@ class MetaSACLag(SafeSACBase):
         if self.learn_alpha:
             assert self.ent_coef_optimizer is not None
             grad = sums["log_alpha"] / count
-            floor = self.entropy_floor
+            entropy = -sums["log_prob"] / count
+            floor, ceiling = self.entropy_floor, self.entropy_ceiling
             if floor is not None:
-                grad = th.where(-sums["log_prob"] / count < floor, th.ones_like(grad), grad)
+                grad = th.where(entropy < floor, th.ones_like(grad), grad)
+            if ceiling is not None:
+                grad = th.where(entropy > ceiling, -th.ones_like(grad), grad)
             self.ent_coef_optimizer.zero_grad()
             self.log_ent_coef.grad = grad.reshape_as(self.log_ent_coef)
             self.ent_coef_optimizer.step()
