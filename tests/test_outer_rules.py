@@ -21,6 +21,8 @@ def test_defaults_of_each_rule():
     assert isinstance(averaged.epsilon_optimizer, th.optim.Rprop) and isinstance(averaged.ent_coef_optimizer, th.optim.Rprop)
     assert averaged.lagrangian.straight_through and averaged.entropy_floor is None
     assert MetaSACLag("MlpPolicy", "SafeBandit-v0", min_entropy="auto", **SMALL).entropy_floor == -1.0  # SAC v2's -dim(A)
+    per_dimension = MetaSACLag("MlpPolicy", "SafeNavigation2D-v0", min_entropy="-2*dim", max_entropy="0.5*dim", **SMALL)
+    assert (per_dimension.entropy_floor, per_dimension.entropy_ceiling) == (-4.0, 1.0)  # 2-D actions
     assert averaged.epsilon_band == 0.05 and averaged.epsilon_objective == "linear"  # J_eps, Eq. 14
     paper = MetaSACLag("MlpPolicy", "SafeBandit-v0", outer_rule="paper", **SMALL)
     assert (paper.outer_rule, paper.meta_interval, paper.nu_derivative) == ("paper", 1, "projected")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -23,6 +24,9 @@ NU_DERIVATIVES = ("projected", "straight_through")
 #: What each outer rule uses for the arguments left at None (see the class docstring).
 OUTER_RULE_DEFAULTS: dict[str, dict[str, Any]] = {
     "paper": dict(
+        constraint_states="batch",
+        nu_optimizer="rmsprop",
+        nu_learning_rate=1e-2,
         epsilon_objective="linear",
         epsilon_learning_rate=1e-2,
         alpha_learning_rate=3e-3,
@@ -34,6 +38,9 @@ OUTER_RULE_DEFAULTS: dict[str, dict[str, Any]] = {
         outer_step_bounds=None,
     ),
     "averaged": dict(
+        constraint_states="batch",
+        nu_optimizer="rmsprop",
+        nu_learning_rate=1e-2,
         epsilon_objective="linear",
         epsilon_learning_rate=1e-2,
         alpha_learning_rate=1e-2,
@@ -45,6 +52,11 @@ OUTER_RULE_DEFAULTS: dict[str, dict[str, Any]] = {
         outer_step_bounds=(1e-3, 5.0),
     ),
 }
+#: What loaded models that predate an argument used (their files lack it): the values these arguments had before they
+#: depended on the rule, which are the paper rule's.
+HISTORICAL_DEFAULTS = {key: OUTER_RULE_DEFAULTS["paper"][key] for key in ("constraint_states", "nu_optimizer")}
+#: An entropy bound per action dimension: "<k>*dim" is k times dim(A) (SAC v2's target entropy is "-1*dim").
+_PER_DIMENSION = re.compile(r"^\s*([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*\*\s*dim\s*$")
 #: Lower bound of log alpha (alpha >= 2e-9): a numerical guard, far below any useful temperature, so that alpha stays
 #: positive in float32 however long the outer steps push it down.
 LOG_ALPHA_MIN = -20.0
@@ -82,21 +94,33 @@ def _check_outer_rule_arguments(
             raise ValueError("outer_rule='paper' steps epsilon and alpha after every gradient step: meta_interval=1")
     if nu_derivative is not None and nu_derivative not in NU_DERIVATIVES:
         raise ValueError(f"nu_derivative must be one of {NU_DERIVATIVES} or None, got {nu_derivative!r}")
-    if isinstance(min_entropy, str):
-        if min_entropy != "auto":
-            raise ValueError(f"min_entropy must be a float, 'auto' or None, got {min_entropy!r}")
-    elif min_entropy is not None:
-        if math.isnan(min_entropy) or min_entropy == math.inf:
-            raise ValueError(f"min_entropy must be a float below inf (-inf: no floor), 'auto' or None, got {min_entropy}")
+    if min_entropy is not None:
+        if entropy_bound(min_entropy, 1, "min_entropy") == math.inf:
+            raise ValueError(f"min_entropy must lie below inf (-inf: no floor), got {min_entropy!r}")
         if outer_rule == "paper" and min_entropy != -math.inf:
             raise ValueError("outer_rule='paper' has no entropy floor: use outer_rule='averaged' for min_entropy")
     if max_entropy is not None:
-        if isinstance(max_entropy, str) or math.isnan(max_entropy) or max_entropy == -math.inf:
-            raise ValueError(f"max_entropy must be a float above -inf (inf: no ceiling) or None, got {max_entropy!r}")
+        if entropy_bound(max_entropy, 1, "max_entropy") == -math.inf:
+            raise ValueError(f"max_entropy must lie above -inf (inf: no ceiling), got {max_entropy!r}")
         if outer_rule == "paper" and max_entropy != math.inf:
             raise ValueError("outer_rule='paper' has no entropy ceiling: use outer_rule='averaged' for max_entropy")
     _check_epsilon_band(outer_rule, epsilon_band)
     _check_outer_step_bounds(outer_rule, outer_step_bounds)
+
+
+def entropy_bound(value: float | str, action_dim: int, name: str = "entropy bound") -> float:
+    """An entropy bound in nats: a float as given, ``"auto"`` for ``-dim(A)`` (SAC v2's target entropy) or ``"<k>*dim"``
+    for ``k * dim(A)`` (one setting for tasks of any action dimension)."""
+    if isinstance(value, str):
+        if value == "auto":
+            return -float(action_dim)
+        match = _PER_DIMENSION.match(value)
+        if match is None:
+            raise ValueError(f"{name} must be a float, 'auto' or '<k>*dim' (k times dim(A)), got {value!r}")
+        return float(match.group(1)) * action_dim
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{name} must be a float, 'auto' or '<k>*dim' (k times dim(A)), got {value!r}")
+    return float(value)
 
 
 def _check_epsilon_band(outer_rule: str, epsilon_band: float | Sequence[float] | None) -> None:
@@ -297,10 +321,11 @@ class MetaSACLag(SafeSACBase):
         (default 20; the paper's rule: 1).
     :param nu_derivative: ``"projected"`` (exact: ``d nu'/d epsilon = 0`` where ``nu' = max(0, .)`` clips; the
         paper's rule) or ``"straight_through"`` (the derivative of the unprojected step; the averaged rule).
-    :param min_entropy: Entropy floor of the averaged rule: ``alpha`` rises while ``-E[log pi]`` is below it.
-        ``"auto"``: ``-dim(A)``, SAC v2's target; a float; ``-inf`` (default): none. The paper's rule has none.
-    :param max_entropy: Entropy ceiling of the averaged rule: ``alpha`` falls while ``-E[log pi]`` is above it
-        (``inf``, default: none; it must lie above ``min_entropy``). The paper's rule has none.
+    :param min_entropy: Entropy floor of the averaged rule: ``alpha`` rises while ``-E[log pi]`` is below it. A float
+        (nats; ``-inf``: none), ``"auto"`` (``-dim(A)``, SAC v2's target) or ``"<k>*dim"`` (``k dim(A)``). The paper's
+        rule has none.
+    :param max_entropy: Entropy ceiling of the averaged rule: ``alpha`` falls while ``-E[log pi]`` is above it; same
+        forms (``inf``: none); it must lie above the floor. The paper's rule has none.
     :param epsilon_band: The averaged rule keeps ``epsilon`` within this distance of the mean ``J_c`` of the last
         interval (default 0.05; ``inf``: no band). The paper's rule has none.
     :param ent_coef: SAC's argument: ``"auto"`` (default: learn ``alpha`` from 1), ``"auto_<x>"`` (learn it from
@@ -347,14 +372,14 @@ class MetaSACLag(SafeSACBase):
         target_update_interval: int = 1,
         gamma_c: float = 0.99,
         nu: float = 10.0,
-        nu_learning_rate: float = 1e-2,
-        nu_optimizer: Literal["rmsprop", "sgd"] = "rmsprop",
+        nu_learning_rate: float | None = None,
+        nu_optimizer: Literal["rmsprop", "sgd"] | None = None,
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
         epsilon_learning_rate: float | None = None,
         epsilon_objective: Literal["linear", "nonlinear"] | None = None,
         epsilon_batch: Literal["main", "mixed"] = "main",
-        constraint_states: Literal["batch", "initial"] = "batch",
+        constraint_states: Literal["batch", "initial"] | None = None,
         main_batch: Literal["non_violating", "all"] = "all",
         alpha: float = 1.0,
         ent_coef: str | float | None = None,
@@ -366,8 +391,8 @@ class MetaSACLag(SafeSACBase):
         outer_rule: Literal["averaged", "paper"] = "averaged",
         meta_interval: int | None = None,
         nu_derivative: Literal["projected", "straight_through"] | None = None,
-        min_entropy: float | Literal["auto"] | None = None,
-        max_entropy: float | None = None,
+        min_entropy: float | str | None = None,
+        max_entropy: float | str | None = None,
         epsilon_band: float | tuple[float, float] | None = None,
         outer_step_bounds: tuple[float, float] | None = None,
         nu_max: float = math.inf,
@@ -396,13 +421,19 @@ class MetaSACLag(SafeSACBase):
         if epsilon_batch not in ("main", "mixed"):
             raise ValueError(f"epsilon_batch must be 'main' or 'mixed', got {epsilon_batch!r}")
         self.epsilon_batch = epsilon_batch
+        if outer_rule not in OUTER_RULES:
+            raise ValueError(f"outer_rule must be one of {OUTER_RULES}, got {outer_rule!r}")
+        # Arguments left at None take the rule's value; a model being loaded takes its file's (or, for a file older
+        # than the argument, the value it was trained with).
+        rule_defaults = {**OUTER_RULE_DEFAULTS[outer_rule], **({} if _init_setup_model else HISTORICAL_DEFAULTS)}
+        constraint_states = rule_defaults["constraint_states"] if constraint_states is None else constraint_states
+        nu_optimizer = rule_defaults["nu_optimizer"] if nu_optimizer is None else nu_optimizer
+        nu_learning_rate = rule_defaults["nu_learning_rate"] if nu_learning_rate is None else nu_learning_rate
         if constraint_states not in CONSTRAINT_STATES:
             raise ValueError(f"constraint_states must be one of {CONSTRAINT_STATES}, got {constraint_states!r}")
         self.constraint_states = constraint_states
         check_range("alpha", alpha, 0.0, 1.0, low_open=True)
-        if outer_rule not in OUTER_RULES:
-            raise ValueError(f"outer_rule must be one of {OUTER_RULES}, got {outer_rule!r}")
-        defaults = OUTER_RULE_DEFAULTS[outer_rule]
+        defaults = rule_defaults
         epsilon_learning_rate = defaults["epsilon_learning_rate"] if epsilon_learning_rate is None else epsilon_learning_rate
         alpha_learning_rate = defaults["alpha_learning_rate"] if alpha_learning_rate is None else alpha_learning_rate
         check_range("epsilon_learning_rate", epsilon_learning_rate, 0.0, math.inf, low_open=True, high_open=True)
@@ -510,18 +541,18 @@ class MetaSACLag(SafeSACBase):
     @property
     def entropy_floor(self) -> float | None:
         """The lower bound on the policy's entropy ``-E[log pi]`` that the averaged rule keeps (None: none)."""
-        if self.min_entropy is None or self.min_entropy == -math.inf:
+        if self.min_entropy is None:
             return None
-        if self.min_entropy == "auto":
-            return float(-np.prod(self.action_space.shape))  # type: ignore[arg-type]
-        return float(self.min_entropy)
+        floor = entropy_bound(self.min_entropy, int(np.prod(self.action_space.shape)), "min_entropy")  # type: ignore[arg-type]
+        return None if floor == -math.inf else floor
 
     @property
     def entropy_ceiling(self) -> float | None:
         """The upper bound on the policy's entropy ``-E[log pi]`` that the averaged rule keeps (None: none)."""
-        if self.max_entropy is None or self.max_entropy == math.inf:
+        if self.max_entropy is None:
             return None
-        return float(self.max_entropy)
+        ceiling = entropy_bound(self.max_entropy, int(np.prod(self.action_space.shape)), "max_entropy")  # type: ignore[arg-type]
+        return None if ceiling == math.inf else ceiling
 
     def _setup_entropy(self) -> None:
         self.log_ent_coef = th.tensor(math.log(self.initial_alpha), device=self.device, requires_grad=True)
