@@ -81,7 +81,7 @@ def _check_outer_rule_arguments(
     meta_interval: int | None,
     nu_derivative: str | None,
     min_entropy: Any,
-    max_entropy: float | None,
+    max_entropy: float | str | None,
     epsilon_band: float | Sequence[float] | None,
     outer_step_bounds: Sequence[float] | None,
 ) -> None:
@@ -284,8 +284,9 @@ class MetaSACLag(SafeSACBase):
     :param target_update_interval: Update the target networks every ``target_update_interval`` gradient steps.
     :param gamma_c: Discount factor ``gamma_c`` of the safety critic (Eq. 2).
     :param nu: Initial Lagrange multiplier ``nu`` (paper, Table 1 for its tasks).
-    :param nu_learning_rate: Learning rate ``beta_nu`` of ``nu``.
+    :param nu_learning_rate: Learning rate ``beta_nu`` of ``nu``. None (default): the rule's, ``1e-2`` under both.
     :param nu_optimizer: ``"rmsprop"`` (the paper's) or ``"sgd"`` (plain gradient steps on ``nu``; see ``SafeSACBase``).
+        None (default): the rule's, ``"rmsprop"`` under both.
     :param epsilon: Initial safety threshold ``epsilon`` (paper: 1).
     :param epsilon_max: Upper bound of ``epsilon``; ``Qc`` is a discounted probability, hence 1.
     :param epsilon_learning_rate: Learning rate ``beta_epsilon`` of ``epsilon``: RMSProp's (paper) or Rprop's initial
@@ -298,7 +299,8 @@ class MetaSACLag(SafeSACBase):
         experimental option; on ``SafeNavigation2D-v0`` with ``main_batch="non_violating"`` it solved the task safely at
         10,000 steps, not after, and with ``main_batch="all"`` not at all: see the README).
     :param constraint_states: Where ``nu``'s step (and the ``epsilon`` band) measures ``J_c = E[Qc]``: ``"batch"``
-        (default; Eq. 11: the states of ``B``, drawn from the replay buffer) or ``"initial"`` (ours: states of
+        (Eq. 11: the states of ``B``, drawn from the replay buffer; None, the default, takes the rule's: ``"batch"``
+        under both) or ``"initial"`` (ours: states of
         ``D_0``, so that ``J_c`` is the current policy's discounted probability of a violation from the start of an
         episode, which a safe policy drives to 0; on replay states it stays high while old states near a hazard
         remain in the buffer). The actor's penalty is measured on ``B`` either way.
