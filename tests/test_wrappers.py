@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
+from sb3_metasaclag import MetaSACLag, SACLag
 from sb3_metasaclag.common.costs import MissingCostError, get_cost
-from sb3_metasaclag.common.wrappers import CostMonitor, HardConstraint, SafetyGymnasiumToGymnasium
+from sb3_metasaclag.common.wrappers import CostFunction, CostMonitor, HardConstraint, SafetyGymnasiumToGymnasium
 
 
 class ScriptedCostEnv(gym.Env):
@@ -164,3 +165,34 @@ def test_cost_function_and_zero_cost_make_any_env_usable():
         bad.step(bad.action_space.sample())
     with pytest.raises(TypeError, match="cost_fn must be callable"):
         CostFunction(gym.make("Pendulum-v1"), 1.0)
+
+
+@pytest.mark.parametrize("algorithm", [MetaSACLag, SACLag])
+def test_the_monitor_the_algorithm_makes_counts_with_its_violation_threshold(algorithm):
+    # Every step costs 0.3: a violation at the default threshold 0, none at 0.5.
+    def make():
+        return CostFunction(gym.make("Pendulum-v1", max_episode_steps=20), lambda obs, action, next_obs, info: 0.3)
+
+    counts = {}
+    for threshold in (0.0, 0.5):
+        model = algorithm(
+            "MlpPolicy", make(), violation_threshold=threshold, learning_starts=100, policy_kwargs=dict(net_arch=[8])
+        )
+        model.learn(40)
+        counts[threshold] = [info["v"] for info in model.ep_info_buffer]
+    assert counts == {0.0: [20, 20], 0.5: [0, 0]}
+    # A CostMonitor the user made keeps the threshold it was given.
+    own = CostMonitor(make(), violation_threshold=0.1)
+    model = algorithm("MlpPolicy", own, violation_threshold=0.5, learning_starts=100, policy_kwargs=dict(net_arch=[8]))
+    model.learn(20)
+    assert own.violation_threshold == 0.1 and [info["v"] for info in model.ep_info_buffer] == [20]
+
+
+def test_evaluation_counts_violations_with_the_models_threshold():
+    from sb3_metasaclag.common.evaluation import evaluate_safe_policy
+
+    env = CostFunction(gym.make("Pendulum-v1", max_episode_steps=5), lambda obs, action, next_obs, info: 0.3)
+    model = SACLag("MlpPolicy", env, violation_threshold=0.5, policy_kwargs=dict(net_arch=[8]))
+    assert evaluate_safe_policy(model, env, 2)["violation"] == 0.0  # the model's threshold, 0.5
+    assert evaluate_safe_policy(model, env, 2, violation_threshold=0.0)["violation"] == 1.0
+    assert evaluate_safe_policy(model, env, 2)["cost"] == pytest.approx(1.5)

@@ -13,17 +13,25 @@ __all__ = ["evaluate_safe_policy"]
 
 
 def evaluate_safe_policy(
-    model: Any, env: str | gym.Env, n_episodes: int = 50, seed: int = 10_000, deterministic: bool = True
+    model: Any,
+    env: str | gym.Env,
+    n_episodes: int = 50,
+    seed: int = 10_000,
+    deterministic: bool = True,
+    violation_threshold: float | None = None,
 ) -> dict[str, float]:
     """Run ``n_episodes`` episodes (seeds ``seed``, ``seed + 1``, ...) and summarise return, cost and safety.
 
     :param model: Anything with SB3's ``predict(obs, deterministic=...)``.
     :param env: A gymnasium environment or its id; it must report ``info["cost"]``.
+    :param violation_threshold: A step violates the constraint when its cost exceeds this value (None: the model's
+        ``violation_threshold``, or 0 for models without one, such as stock SAC).
     :return: ``return`` (mean episode return), ``cost`` (mean episode cost), ``violation`` (fraction of episodes with
-        at least one step of positive cost) and ``success`` (fraction of episodes ending with
+        at least one violating step) and ``success`` (fraction of episodes ending with
         ``info["is_success"]``; NaN if the last step of an episode has no ``"is_success"`` entry).
     """
     env = gym.make(env) if isinstance(env, str) else env
+    threshold = float(getattr(model, "violation_threshold", 0.0) if violation_threshold is None else violation_threshold)
     returns, costs, violations, successes = [], [], [], []
     for episode in range(n_episodes):
         obs, _ = env.reset(seed=seed + episode)
@@ -34,7 +42,7 @@ def evaluate_safe_policy(
             cost = get_cost(info)
             total_reward += float(reward)
             total_cost += cost
-            violated = violated or cost > 0
+            violated = violated or cost > threshold
             if terminated or truncated:
                 break
         returns.append(total_reward)

@@ -405,12 +405,13 @@ class SafeSACBase(OffPolicyAlgorithm):
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         """SB3's wrapping, with a :class:`CostMonitor` instead of a plain ``Monitor``: episode infos and monitor files
-        then carry the episode cost ``c`` and violation count ``v`` (cost > 0; wrap the env in
-        ``CostMonitor(env, violation_threshold=...)`` yourself for another threshold)."""
+        then carry the episode cost ``c`` and violation count ``v``, counted with the algorithm's
+        ``violation_threshold`` (taken at ``learn()``; a ``CostMonitor`` you made yourself keeps its own)."""
         if not isinstance(env, VecEnv) and monitor_wrapper:
             env = _patch_env(env)
             if not is_wrapped(env, Monitor):
                 env = CostMonitor(env)
+                env.made_by_algorithm = True
         return OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
     # Current values -------------------------------------------------------------------------------------------------
@@ -446,6 +447,8 @@ class SafeSACBase(OffPolicyAlgorithm):
                 "environment to start from its reset, instead of continuing."
             )
         self._interrupted_by: str | None = None
+        # The monitor made by _wrap_env counts violations with this algorithm's threshold.
+        self.env.env_method("adopt_violation_threshold", self.violation_threshold, indices=self._own_monitors())
         will_reset = reset_num_timesteps or self._last_obs is None
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         if will_reset:
@@ -459,6 +462,12 @@ class SafeSACBase(OffPolicyAlgorithm):
         if self.ep_cost_buffer is None or reset_num_timesteps:
             self.ep_cost_buffer = deque(maxlen=self._stats_window_size)
         return result
+
+    def _own_monitors(self) -> list[int]:
+        """Indices of the sub-environments whose outermost wrapper is a :class:`CostMonitor`."""
+        assert self.env is not None
+        outer = self.env.get_attr("__class__")
+        return [index for index, cls in enumerate(outer) if issubclass(cls, CostMonitor)]
 
     def _original_obs(self, obs: Any = None) -> Any:
         """The unnormalized current observation of the VecEnv (the one SB3 stores in replay buffers)."""

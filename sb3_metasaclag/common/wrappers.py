@@ -129,14 +129,28 @@ class CostMonitor(Monitor):
         override_existing: bool = True,
         violation_threshold: float = 0.0,
     ) -> None:
+        self._accumulator = _EpisodeCostAccumulator(env, float(violation_threshold))
         super().__init__(
-            _EpisodeCostAccumulator(env, float(violation_threshold)),
+            self._accumulator,
             filename=filename,
             allow_early_resets=allow_early_resets,
             reset_keywords=reset_keywords,
             info_keywords=("c", "v", *info_keywords),
             override_existing=override_existing,
         )
+
+    @property
+    def violation_threshold(self) -> float:
+        """A step violates the constraint when its cost exceeds this value."""
+        return self._accumulator.violation_threshold
+
+    def adopt_violation_threshold(self, violation_threshold: float) -> bool:
+        """Take the algorithm's threshold if this monitor was made by the algorithm's own env wrapping (SB3's
+        ``_wrap_env``); a monitor the user made keeps its own. Returns whether the threshold was taken."""
+        if not getattr(self, "made_by_algorithm", False):
+            return False
+        self._accumulator.violation_threshold = float(violation_threshold)
+        return True
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = super().step(action)
