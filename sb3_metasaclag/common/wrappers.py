@@ -129,6 +129,8 @@ class CostMonitor(Monitor):
         override_existing: bool = True,
         violation_threshold: float = 0.0,
     ) -> None:
+        #: True for the monitor an algorithm's env wrapping made: it takes the algorithm's threshold at ``learn()``.
+        self.made_by_algorithm = False
         self._accumulator = _EpisodeCostAccumulator(env, float(violation_threshold))
         super().__init__(
             self._accumulator,
@@ -147,7 +149,7 @@ class CostMonitor(Monitor):
     def adopt_violation_threshold(self, violation_threshold: float) -> bool:
         """Take the algorithm's threshold if this monitor was made by the algorithm's own env wrapping (SB3's
         ``_wrap_env``); a monitor the user made keeps its own. Returns whether the threshold was taken."""
-        if not getattr(self, "made_by_algorithm", False):
+        if not self.made_by_algorithm:
             return False
         self._accumulator.violation_threshold = float(violation_threshold)
         return True
