@@ -249,8 +249,10 @@ class MetaSACLag(SafeSACBase):
       straight through the projection (``nu_derivative="straight_through"``), so ``epsilon`` does not freeze when ``nu``
       reaches 0; and after its step ``epsilon`` is held within ``epsilon_band = 0.05`` of the interval's mean safety
       value ``J_c = E[Qc]`` (a restoring force: the threshold can neither run away from what the policy achieves nor
-      leave the constraint inactive). An entropy floor for ``alpha`` (``min_entropy``) is available but off by
-      default. docs/outer_loop/ has the evidence that chose this rule and what it does not yet achieve.
+      leave the constraint inactive). An entropy floor and ceiling for ``alpha`` (``min_entropy``,
+      ``max_entropy``), plain gradient steps on ``nu`` (``nu_optimizer="sgd"``) and ``J_c`` measured at initial states
+      (``constraint_states="initial"``) are available but off by default. docs/outer_loop/ has the evidence that
+      chose this rule, the candidates screened, and what it does not yet achieve.
 
     Defaults and where they come from:
 
