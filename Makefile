@@ -10,7 +10,7 @@ TORCH := torch==2.13.0
 SAFETY_GYMNASIUM := safety-gymnasium==1.0.0
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install demo test test-all lint format type check bench clean
+.PHONY: install demo test test-all lint format type check bench docs clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml zoo_hook/_sb3_metasaclag_zoo_hook.py zoo_hook/sb3_metasaclag_zoo.pth
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,5 +47,8 @@ check: lint type test
 bench: install
 	$(PY) scripts/bench_envs.py
 
+docs: install
+	$(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache

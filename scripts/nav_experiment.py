@@ -1,4 +1,4 @@
-"""MetaSACLag on SafeNavigation2D-v0, evaluated every 5,000 steps by default (the issue-3 experiments in the README).
+"""MetaSACLag on SafeNavigation2D-v0, evaluated every 5,000 steps by default (issue-3 experiments, docs/known_answers.md).
 
 python scripts/nav_experiment.py NAME [--steps 20000] [--every 5000] [--seed 0] [--descent] [key=value ...]
 

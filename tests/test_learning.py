@@ -58,7 +58,7 @@ def test_navigation_with_alpha_held_and_every_transition_in_the_main_batch(capsy
     # from every transition (main_batch="all", Appendix B's D), the agent finds the way around the hazard. Its epsilon
     # and nu are still learned; by 50,000 steps epsilon has risen to 1 and nu fallen to 0, since entering the hazard
     # ends the episode and the reward critics see that. With main_batch="non_violating" the same run ends with every
-    # episode in the hazard (README, "Learning on known answers").
+    # episode in the hazard (docs/known_answers.md).
     model = MetaSACLag(
         "MlpPolicy", "SafeNavigation2D-v0", main_batch="all", learn_alpha=False, alpha=0.05, seed=0, **NAVIGATION
     )

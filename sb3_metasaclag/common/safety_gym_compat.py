@@ -1,7 +1,7 @@
 """Compatibility layer that lets Safety-Gymnasium 1.0.0 import on Python 3.11 with gymnasium 1.x.
 
 Safety-Gymnasium 1.0.0 (its newest release) was written against gymnasium 0.28 and Python <= 3.10.
-Importing it here fails in three ways (see the README, "Safety-Gymnasium"):
+Importing it here fails in three ways (see docs/installation.md, "Safety-Gymnasium"):
 
 1. its asset dataclasses use numpy colour arrays as field defaults, which Python 3.11 rejects
    (``ValueError: mutable default <class 'numpy.ndarray'> for field color``);

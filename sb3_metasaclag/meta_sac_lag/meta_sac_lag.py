@@ -262,7 +262,7 @@ class MetaSACLag(SafeSACBase):
       ``batch_size``, ``tau``, ``learning_starts``, network sizes;
     - Meta-SAC (Wang & Ni 2020), whose ``alpha`` meta-objective Eq. 15 extends: Adam on ``log alpha`` with
       gradient-norm clipping ``0.05`` and ``log alpha <= 0``; batches of 256 initial states;
-    - our choices (the paper omits them), measured on the built-in tasks (README, "Learning on known answers"):
+    - our choices (the paper omits them), measured on the built-in tasks (docs/known_answers.md):
       ``nu = 10`` (the smallest initial ``nu`` of the paper's Table 1), ``gamma_c = 0.99`` (like ``gamma``),
       ``nu_learning_rate = 1e-2``; for the paper's rule ``epsilon_learning_rate = 1e-2`` and
       ``alpha_learning_rate = 3e-3`` (with ``epsilon_learning_rate = 1e-3`` the multiplier reached its projection
@@ -299,7 +299,7 @@ class MetaSACLag(SafeSACBase):
         (Algorithm 1, line 17; see ``main_batch``), or ``"mixed"``, half from the non-violating transitions ``D`` and
         half from the violating transitions ``D_s`` (not in the paper: an
         experimental option; on ``SafeNavigation2D-v0`` with ``main_batch="non_violating"`` it solved the task safely at
-        10,000 steps, not after, and with ``main_batch="all"`` not at all: see the README).
+        10,000 steps, not after, and with ``main_batch="all"`` not at all: see docs/known_answers.md).
     :param constraint_states: Where ``nu``'s step (and the ``epsilon`` band) measures ``J_c = E[Qc]``: ``"batch"``
         (Eq. 11: the states of ``B``, drawn from the replay buffer; None, the default, takes the rule's: ``"batch"``
         under both) or ``"initial"`` (ours: states of
@@ -310,7 +310,7 @@ class MetaSACLag(SafeSACBase):
         ``"all"`` (default) draws uniformly from every transition, ``D u D_s``, as Appendix B of the paper describes
         ``D`` ("stores all the transitions"), so that the reward critics learn that a violation ends the episode;
         ``"non_violating"`` draws from the non-violating transitions only, as Algorithm 1 (lines 7-10) routes them.
-        The paper is ambiguous here; the README ("Learning on known answers") has what each choice did on
+        The paper is ambiguous here; docs/known_answers.md has what each choice did on
         ``SafeNavigation2D-v0``. Storage does not change: ``D`` and ``D_s`` hold each transition once.
     :param alpha: Initial entropy temperature ``alpha`` in ``(0, 1]`` (paper: 1).
     :param alpha_learning_rate: Learning rate ``beta_alpha`` of ``log alpha``: Adam's (paper, default ``3e-3``) or

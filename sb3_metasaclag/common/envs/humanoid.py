@@ -17,7 +17,7 @@ the torso leaves ``[1.0, 2.0]`` (the episode simply ends: falling is no longer p
 limit and the observation (376) and action (17, within +-0.4) spaces are Safety-Gymnasium's. ``info["reward_alive"]``
 still reports the bonus that was removed. Safety-Gymnasium's v0 had already dropped Gymnasium Humanoid's contact cost.
 
-Requires Safety-Gymnasium (``pip install --no-deps safety-gymnasium==1.0.0``; see the README).
+Requires Safety-Gymnasium (``pip install --no-deps safety-gymnasium==1.0.0``; see docs/installation.md).
 """
 
 from __future__ import annotations
@@ -54,6 +54,6 @@ def make_safe_humanoid_velocity(**kwargs: Any) -> gym.Env:
     if import_safety_gymnasium() is None:
         raise gym.error.DependencyNotInstalled(
             "SafeHumanoidVelocity-v1 needs Safety-Gymnasium: pip install --no-deps safety-gymnasium==1.0.0 "
-            "(with the `safety` extra of sb3-metasaclag; see the README)"
+            "(with the `safety` extra of sb3-metasaclag; see docs/installation.md)"
         )
     return RemoveAliveBonus(gym.make(BASE_ENV_ID, **kwargs))
