@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import sb3_metasaclag  # noqa: F401  (registers the environments)
-from sb3_metasaclag.common.envs.pour_coffee import ScriptedPour
+from sb3_metasaclag.envs.pour_coffee import ScriptedPour
 
 
 def main() -> None:

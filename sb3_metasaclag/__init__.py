@@ -3,8 +3,8 @@
 import os
 import warnings
 
-from sb3_metasaclag.common.envs import register_envs
-from sb3_metasaclag.common.safety_gym_compat import import_safety_gymnasium
+from sb3_metasaclag.envs import register_envs
+from sb3_metasaclag.envs.safety_gym_compat import import_safety_gymnasium
 from sb3_metasaclag.export import export_policy
 from sb3_metasaclag.meta_sac_lag import MetaSACLag
 from sb3_metasaclag.rcpo_meta_sac import RCPOMetaSAC

@@ -30,7 +30,7 @@ N_EVAL_EPISODES = 30
 
 def reference_policy(env_id: str) -> Callable[[np.ndarray], np.ndarray] | None:
     """The scripted safe controller of a built-in task (None for other tasks)."""
-    from sb3_metasaclag.common.envs import scripted_circle_policy, scripted_safe_policy
+    from sb3_metasaclag.envs import scripted_circle_policy, scripted_safe_policy
 
     if env_id.startswith("SafeNavigation2D"):
         return scripted_safe_policy

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import sb3_metasaclag  # noqa: F401  (registers the environments)
-from sb3_metasaclag.common.envs import BUILTIN_ENV_IDS, ROBOTICS_ENV_IDS
+from sb3_metasaclag.envs import BUILTIN_ENV_IDS, ROBOTICS_ENV_IDS
 
 PAPER_SAFETY_GYMNASIUM_IDS = ("SafetyCarCircle2Gymnasium-v0", "SafetyHumanoidVelocityGymnasium-v1")
 DEFAULT_IDS = [*BUILTIN_ENV_IDS, *ROBOTICS_ENV_IDS, *PAPER_SAFETY_GYMNASIUM_IDS]

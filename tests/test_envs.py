@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env
 
 import sb3_metasaclag  # noqa: F401  (registers the environments)
-from sb3_metasaclag.common.envs import (
+from sb3_metasaclag.envs import (
     BUILTIN_ENV_IDS,
     SafeBanditEnv,
     SafeCircleEnv,

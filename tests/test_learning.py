@@ -5,8 +5,8 @@ import pytest
 from stable_baselines3 import SAC
 
 from sb3_metasaclag import MetaSACLag, SACLag
-from sb3_metasaclag.common.envs import SafeBanditEnv
 from sb3_metasaclag.common.evaluation import evaluate_safe_policy
+from sb3_metasaclag.envs import SafeBanditEnv
 
 BANDIT = dict(learning_rate=1e-3, batch_size=64, policy_kwargs=dict(net_arch=[32, 32]))
 

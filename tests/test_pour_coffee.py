@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import sb3_metasaclag  # noqa: F401  (registers the environments)
-from sb3_metasaclag.common.envs.kinova_gen3 import HOME_DEG, forward_kinematics
-from sb3_metasaclag.common.envs.pour_coffee import (
+from sb3_metasaclag.envs.kinova_gen3 import HOME_DEG, forward_kinematics
+from sb3_metasaclag.envs.pour_coffee import (
     GOAL_PHI,
     SafePourCoffeeEnv,
     ScriptedPour,

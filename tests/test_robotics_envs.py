@@ -6,10 +6,10 @@ import pytest
 from stable_baselines3.common.env_checker import check_env
 
 import sb3_metasaclag  # noqa: F401  (registers the environments)
-from sb3_metasaclag.common.envs import ROBOTICS_ENV_IDS
-from sb3_metasaclag.common.envs.drawer_close import SafeDrawerCloseEnv, ScriptedDrawerCloser
-from sb3_metasaclag.common.envs.egg_manipulate import SafeEggManipulateEnv
-from sb3_metasaclag.common.envs.fetch_push_topple import SafeFetchPushToppleEnv, ScriptedPusher
+from sb3_metasaclag.envs import ROBOTICS_ENV_IDS
+from sb3_metasaclag.envs.drawer_close import SafeDrawerCloseEnv, ScriptedDrawerCloser
+from sb3_metasaclag.envs.egg_manipulate import SafeEggManipulateEnv
+from sb3_metasaclag.envs.fetch_push_topple import SafeFetchPushToppleEnv, ScriptedPusher
 
 PAPER_TASKS = [*ROBOTICS_ENV_IDS, "SafetyCarCircle2Gymnasium-v0", "SafetyHumanoidVelocityGymnasium-v1"]
 
@@ -239,7 +239,7 @@ def test_meta_sac_lag_learns_on_fetch_push_topple():
 
 
 def test_missing_robotics_dependencies_give_a_clear_error():
-    from sb3_metasaclag.common.envs.helpers import require_robotics
+    from sb3_metasaclag.envs.helpers import require_robotics
 
     require_robotics(None)
     with pytest.raises(gym.error.DependencyNotInstalled, match=r"sb3-metasaclag\[robotics\].*No module named 'mujoco'"):
@@ -254,7 +254,7 @@ def test_generated_model_files_live_in_a_private_per_process_directory(tmp_path)
     import tempfile
     from pathlib import Path
 
-    from sb3_metasaclag.common.envs.helpers import model_directory, write_model
+    from sb3_metasaclag.envs.helpers import model_directory, write_model
 
     # A file planted where the models used to go (a predictable shared directory) is never read.
     planted = Path(tempfile.gettempdir()) / f"sb3_metasaclag_models_{os.getuid()}"
@@ -265,7 +265,7 @@ def test_generated_model_files_live_in_a_private_per_process_directory(tmp_path)
     mode = model_directory().stat()
     assert stat.S_IMODE(mode.st_mode) == 0o700 and mode.st_uid == os.getuid()
     assert write_model("probe", "<mujoco/>") == path  # one file per content
-    script = "from sb3_metasaclag.common.envs.helpers import write_model; print(write_model('probe', '<mujoco/>'))"
+    script = "from sb3_metasaclag.envs.helpers import write_model; print(write_model('probe', '<mujoco/>'))"
     other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     other_path = other.stdout.strip().splitlines()[-1]
     assert Path(other_path).parent != Path(path).parent  # another process, another directory

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import sb3_metasaclag  # noqa: F401
-from sb3_metasaclag.common.safety_gym_compat import import_safety_gymnasium, is_patched
 from sb3_metasaclag.common.wrappers import SafetyGymnasiumToGymnasium
+from sb3_metasaclag.envs.safety_gym_compat import import_safety_gymnasium, is_patched
 
 
 @pytest.mark.parametrize("env_id", ["SafetyCarCircle2Gymnasium-v0", "SafetyHumanoidVelocityGymnasium-v1"])
@@ -37,7 +37,7 @@ def test_import_is_idempotent():
 def test_importing_twice_in_a_fresh_interpreter():
     code = (
         "import importlib, sb3_metasaclag, gymnasium as gym;"
-        "from sb3_metasaclag.common.safety_gym_compat import import_safety_gymnasium;"
+        "from sb3_metasaclag.envs.safety_gym_compat import import_safety_gymnasium;"
         "import_safety_gymnasium(); importlib.reload(sb3_metasaclag); import safety_gymnasium;"
         "e = gym.make('SafetyCarCircle2Gymnasium-v0'); e.reset(seed=0);"
         "print(e.step(e.action_space.sample())[-1]['cost'])"

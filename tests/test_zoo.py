@@ -15,7 +15,7 @@ import yaml
 from stable_baselines3 import SAC
 
 from sb3_metasaclag import zoo
-from sb3_metasaclag.common.envs import BUILTIN_ENV_IDS
+from sb3_metasaclag.envs import BUILTIN_ENV_IDS
 from sb3_metasaclag.zoo import ZOO_ALGOS
 
 REPO = Path(__file__).resolve().parents[1]

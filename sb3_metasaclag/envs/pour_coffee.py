@@ -10,8 +10,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sb3_metasaclag.common.envs.helpers import validated_action, write_model
-from sb3_metasaclag.common.envs.kinova_gen3 import HOME_DEG, JOINTS, gen3_urdf
+from sb3_metasaclag.envs.helpers import validated_action, write_model
+from sb3_metasaclag.envs.kinova_gen3 import HOME_DEG, JOINTS, gen3_urdf
 
 GRAVITY = 9.81
 #: The mug: a cylinder of this radius and height (m), held by the gripper with its axis vertical at home.
@@ -87,7 +87,7 @@ def _tool_urdf() -> str:
 class SafePourCoffeeEnv(gym.Env):
     """A Kinova Gen3 arm carries a mug of coffee from its home pose to a target cup and pours it in (paper Sec. 5.3).
 
-    A PyBullet digital twin of the paper's real-world task. The arm is :mod:`~sb3_metasaclag.common.envs.kinova_gen3`'s
+    A PyBullet digital twin of the paper's real-world task. The arm is :mod:`~sb3_metasaclag.envs.kinova_gen3`'s
     Gen3 (published kinematics, primitive shapes) on a table; the mug (radius 4 cm, height 10 cm) is fixed to its
     gripper; a target cup (radius 5 cm) stands on the table 0.25 m to the side, its position randomised by +-5 cm.
 

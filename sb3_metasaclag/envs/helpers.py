@@ -14,7 +14,7 @@ import numpy as np
 
 def robotics_assets_dir() -> Path:
     """Directory of the MuJoCo assets that gymnasium-robotics ships (meshes, textures, robot descriptions)."""
-    from sb3_metasaclag.common.safety_gym_compat import without_adroit_notice
+    from sb3_metasaclag.envs.safety_gym_compat import without_adroit_notice
 
     try:
         with without_adroit_notice():

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from gymnasium.utils.ezpickle import EzPickle
 
-from sb3_metasaclag.common.envs.helpers import check_episode_steps, require_robotics
+from sb3_metasaclag.envs.helpers import check_episode_steps, require_robotics
 
 try:
     import mujoco

@@ -49,7 +49,7 @@ class RemoveAliveBonus(gym.Wrapper):
 
 def make_safe_humanoid_velocity(**kwargs: Any) -> gym.Env:
     """Entry point of ``SafeHumanoidVelocity-v1``: ``SafetyHumanoidVelocityGymnasium-v1`` without the alive bonus."""
-    from sb3_metasaclag.common.safety_gym_compat import import_safety_gymnasium
+    from sb3_metasaclag.envs.safety_gym_compat import import_safety_gymnasium
 
     if import_safety_gymnasium() is None:
         raise gym.error.DependencyNotInstalled(

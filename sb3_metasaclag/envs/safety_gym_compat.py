@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sb3_metasaclag.common import safety_gym_reset
+from sb3_metasaclag.envs import safety_gym_reset
 
 __all__ = ["import_safety_gymnasium", "is_patched"]
 

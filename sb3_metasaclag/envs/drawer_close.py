@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sb3_metasaclag.common.envs.helpers import robotics_assets_dir, validated_action, write_model
+from sb3_metasaclag.envs.helpers import robotics_assets_dir, validated_action, write_model
 
 #: The red floor region (world x range, y range) the base must stay out of, as in the Isaac Gym task.
 HAZARD_X = (-0.2, 0.3)

@@ -4,7 +4,7 @@ Safety-Gymnasium rebuilds the MuJoCo model on every reset: it writes the world (
 compiles it. Almost all of that time (about 0.5-2 s here) is spent decoding the six 3259 x 3259 PNG images of the
 skybox, which only rendering uses; compiling the rest of the world takes milliseconds.
 
-With model reuse on (the default, installed by :func:`~sb3_metasaclag.common.safety_gym_compat.import_safety_gymnasium`)
+With model reuse on (the default, installed by :func:`~sb3_metasaclag.envs.safety_gym_compat.import_safety_gymnasium`)
 a reset after the first compiles the same XML with a one-pixel skybox in place of the images, and copies every compiled
 array but the textures' into the world's existing model, in place; the skybox the first compile decoded stays.
 Everything physics, sensors and cameras read is then compiled by MuJoCo from the same numbers as a rebuild would

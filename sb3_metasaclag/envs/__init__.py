@@ -6,9 +6,9 @@
 gymnasium-robotics, Safety-Gymnasium or PyBullet; their modules are imported only when such an environment is made.
 """
 
-from sb3_metasaclag.common.envs.bandit import SafeBanditEnv
-from sb3_metasaclag.common.envs.circle import SafeCircleEnv, scripted_circle_policy
-from sb3_metasaclag.common.envs.navigation import SafeNavigation2DEnv, scripted_safe_policy
+from sb3_metasaclag.envs.bandit import SafeBanditEnv
+from sb3_metasaclag.envs.circle import SafeCircleEnv, scripted_circle_policy
+from sb3_metasaclag.envs.navigation import SafeNavigation2DEnv, scripted_safe_policy
 
 __all__ = [
     "BUILTIN_ENV_IDS",
@@ -26,17 +26,17 @@ BUILTIN_ENV_IDS = ("SafeBandit-v0", "SafeNavigation2D-v0", "SafeNavigation2DSoft
 #: Pure-numpy tasks: (id, entry point, registration arguments). The soft variants count violations without ending the
 #: episode, so that an agent can trade violations for reward (stock SAC does).
 _BUILTIN: tuple[tuple[str, str, dict], ...] = (
-    ("SafeBandit-v0", "sb3_metasaclag.common.envs.bandit:SafeBanditEnv", {}),
-    ("SafeNavigation2D-v0", "sb3_metasaclag.common.envs.navigation:SafeNavigation2DEnv", {"max_episode_steps": 200}),
+    ("SafeBandit-v0", "sb3_metasaclag.envs.bandit:SafeBanditEnv", {}),
+    ("SafeNavigation2D-v0", "sb3_metasaclag.envs.navigation:SafeNavigation2DEnv", {"max_episode_steps": 200}),
     (
         "SafeNavigation2DSoft-v0",
-        "sb3_metasaclag.common.envs.navigation:SafeNavigation2DEnv",
+        "sb3_metasaclag.envs.navigation:SafeNavigation2DEnv",
         {"max_episode_steps": 200, "kwargs": {"terminate_on_violation": False}},
     ),
-    ("SafeCircle-v0", "sb3_metasaclag.common.envs.circle:SafeCircleEnv", {"max_episode_steps": 200}),
+    ("SafeCircle-v0", "sb3_metasaclag.envs.circle:SafeCircleEnv", {"max_episode_steps": 200}),
     (
         "SafeCircleSoft-v0",
-        "sb3_metasaclag.common.envs.circle:SafeCircleEnv",
+        "sb3_metasaclag.envs.circle:SafeCircleEnv",
         {"max_episode_steps": 200, "kwargs": {"terminate_on_violation": False}},
     ),
 )
@@ -45,12 +45,12 @@ _BUILTIN: tuple[tuple[str, str, dict], ...] = (
 #: ``helpers.check_episode_steps``); ``SafeHumanoidVelocity-v1`` has Safety-Gymnasium's 1000-step limit inside.
 _GOAL_ENV = {"order_enforce": False, "disable_env_checker": True}
 _ROBOTICS: tuple[tuple[str, str, dict], ...] = (
-    ("SafeHumanoidVelocity-v1", "sb3_metasaclag.common.envs.humanoid:make_safe_humanoid_velocity", {}),
-    ("SafeDrawerClose-v0", "sb3_metasaclag.common.envs.drawer_close:SafeDrawerCloseEnv", {"max_episode_steps": 300}),
-    ("SafeFetchPushTopple-v0", "sb3_metasaclag.common.envs.fetch_push_topple:SafeFetchPushToppleEnv", _GOAL_ENV),
-    ("SafeEggManipulate-v0", "sb3_metasaclag.common.envs.egg_manipulate:SafeEggManipulateEnv", _GOAL_ENV),
+    ("SafeHumanoidVelocity-v1", "sb3_metasaclag.envs.humanoid:make_safe_humanoid_velocity", {}),
+    ("SafeDrawerClose-v0", "sb3_metasaclag.envs.drawer_close:SafeDrawerCloseEnv", {"max_episode_steps": 300}),
+    ("SafeFetchPushTopple-v0", "sb3_metasaclag.envs.fetch_push_topple:SafeFetchPushToppleEnv", _GOAL_ENV),
+    ("SafeEggManipulate-v0", "sb3_metasaclag.envs.egg_manipulate:SafeEggManipulateEnv", _GOAL_ENV),
     # PyBullet; truncates by itself after max_episode_steps (200 by default).
-    ("SafePourCoffee-v0", "sb3_metasaclag.common.envs.pour_coffee:SafePourCoffeeEnv", {}),
+    ("SafePourCoffee-v0", "sb3_metasaclag.envs.pour_coffee:SafePourCoffeeEnv", {}),
 )
 ROBOTICS_ENV_IDS = tuple(env_id for env_id, _, _ in _ROBOTICS)
 
