@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch as th
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
-from sb3_metasaclag.common.buffers import ConstraintReplayBufferSamples
+from sb3_metasaclag.common.buffers import ConstraintReplayBuffer, ConstraintReplayBufferSamples
+from sb3_metasaclag.common.policies import SafeSACPolicy
 from sb3_metasaclag.common.safe_sac import SafeSACBase, check_range
 
 
@@ -22,7 +25,7 @@ class SACLag(SafeSACBase):
     Paper: https://arxiv.org/abs/2408.07962 (baselines), SAC v2: https://arxiv.org/abs/1812.05905
 
     Takes every argument of :class:`~sb3_metasaclag.common.safe_sac.SafeSACBase` (SAC's, plus ``gamma_c``, ``nu``,
-    ``nu_learning_rate``, ``epsilon``, ``violation_threshold``, ...), and:
+    ``nu_learning_rate``, ``epsilon``, ``violation_threshold``, ...; documented there), and:
 
     :param epsilon: The fixed safety threshold on ``E[Qc]`` (default 0.5, the middle of Table 1's values).
     :param ent_coef: SAC's entropy coefficient: ``"auto"`` / ``"auto_<init>"`` to learn it, or a fixed float.
@@ -33,17 +36,88 @@ class SACLag(SafeSACBase):
 
     def __init__(
         self,
-        policy: Any,
-        env: Any,
+        policy: str | type[SafeSACPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 100,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        target_update_interval: int = 1,
+        gamma_c: float = 0.99,
+        nu: float = 10.0,
+        nu_learning_rate: float = 1e-2,
+        nu_optimizer: Literal["rmsprop", "sgd"] = "rmsprop",
         epsilon: float = 0.5,
+        epsilon_max: float = 1.0,
         ent_coef: str | float = "auto",
         target_entropy: str | float = "auto",
-        **kwargs: Any,
+        main_batch: Literal["non_violating", "all"] = "all",
+        violation_threshold: float = 0.0,
+        n_initial_states: int = 32,
+        initial_state_batch_size: int = 256,
+        initial_state_buffer_size: int = 10_000,
+        rmsprop_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        replay_buffer_class: type[ConstraintReplayBuffer] | None = None,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        use_sde_at_warmup: bool = False,
+        optimize_memory_usage: bool = False,
+        _init_setup_model: bool = True,
     ) -> None:
-        check_range("epsilon", epsilon, 0.0, kwargs.get("epsilon_max", 1.0))
+        check_range("epsilon", epsilon, 0.0, epsilon_max)
         self.ent_coef = ent_coef
         self.target_entropy = target_entropy  # type: ignore[assignment]  # a float after _setup_entropy()
-        super().__init__(policy, env, epsilon=epsilon, **kwargs)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            target_update_interval=target_update_interval,
+            gamma_c=gamma_c,
+            nu=nu,
+            nu_learning_rate=nu_learning_rate,
+            nu_optimizer=nu_optimizer,
+            epsilon=epsilon,
+            epsilon_max=epsilon_max,
+            main_batch=main_batch,
+            violation_threshold=violation_threshold,
+            n_initial_states=n_initial_states,
+            initial_state_batch_size=initial_state_batch_size,
+            initial_state_buffer_size=initial_state_buffer_size,
+            rmsprop_kwargs=rmsprop_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            replay_buffer_class=replay_buffer_class,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            use_sde_at_warmup=use_sde_at_warmup,
+            optimize_memory_usage=optimize_memory_usage,
+            _init_setup_model=_init_setup_model,
+        )
 
     def _setup_entropy(self) -> None:
         self._setup_sac_v2_temperature(self.ent_coef, self.target_entropy)
