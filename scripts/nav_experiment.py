@@ -44,8 +44,7 @@ def main() -> None:
         for group in model.epsilon_optimizer.param_groups:
             group["maximize"] = False
     signs: dict[str, list[float]] = {"epsilon": [], "alpha": []}
-    name = "meta_gradients_autograd" if model.meta_gradient_method == "autograd" else "meta_gradients"
-    meta_gradients = getattr(model, name)
+    meta_gradients = model.compute_meta_step
 
     def recording_meta_gradients(*args, **kwargs):  # type: ignore[no-untyped-def]
         step = meta_gradients(*args, **kwargs)
@@ -54,7 +53,7 @@ def main() -> None:
                 signs[key].append(float(value < 0))
         return step
 
-    setattr(model, name, recording_meta_gradients)
+    model.compute_meta_step = recording_meta_gradients  # type: ignore[method-assign]
     start = time.time()
     for _ in range(args.steps // args.every):
         model.learn(args.every, reset_num_timesteps=False)

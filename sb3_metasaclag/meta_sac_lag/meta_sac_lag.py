@@ -184,12 +184,12 @@ class InnerStep(NamedTuple):
 
     nu: th.Tensor  # nu'
     nu_state: Any  # RMSProp state of nu after the step
-    dnu_depsilon: th.Tensor  # d nu' / d epsilon
+    dnu_depsilon: th.Tensor | None  # d nu' / d epsilon (closed form only)
     params: list[th.Tensor]  # phi'
     actor_state: list[dict[str, Any]]  # RMSProp state of the actor after the step
-    dparams_dgrads: list[th.Tensor]  # elementwise d phi' / d (actor gradient)
-    grad_entropy: list[th.Tensor]  # d mean(log pi) / d phi
-    grad_safety: list[th.Tensor]  # d mean(Qc) / d phi
+    dparams_dgrads: list[th.Tensor]  # elementwise d phi' / d (actor gradient) (closed form only, else empty)
+    grad_entropy: list[th.Tensor]  # d mean(log pi) / d phi (closed form only, else empty)
+    grad_safety: list[th.Tensor]  # d mean(Qc) / d phi (closed form only, else empty)
     actor_loss: th.Tensor
     mean_log_prob: th.Tensor | None = None  # mean log pi of the actor before the step (its entropy, negated)
     safety_value: th.Tensor | None = None  # J_c = mean max Qc(s, a ~ pi) on the batch (the constraint's left side)
@@ -688,7 +688,8 @@ class MetaSACLag(SafeSACBase):
         inner = self.inner_step(observations, self.epsilon.detach(), alpha, constraint_observations)
         j_eps, grad_epsilon, epsilon_next, epsilon_state = None, None, self.epsilon.detach(), None
         if self.learn_epsilon:  # Step 5, Eq. 14/16 on the resampled batch B'
-            params = [param.requires_grad_(True) for param in inner.params]
+            assert inner.dnu_depsilon is not None
+            params = [param.detach().requires_grad_(True) for param in inner.params]  # leaves sharing phi' storage
             j_eps = self.epsilon_objective_value(params, inner.nu, validation_observations)
             d_params = th.autograd.grad(j_eps, params, allow_unused=True)
             grad_epsilon = _dot(d_params, inner.dparams_dgrads, inner.grad_safety) * inner.dnu_depsilon
@@ -700,49 +701,16 @@ class MetaSACLag(SafeSACBase):
             # The deterministic action does not use the log-std head: its gradients are None.
             d_params = th.autograd.grad(j_alpha, params, allow_unused=True)
             grad_alpha = _dot(d_params, inner.dparams_dgrads, inner.grad_entropy)
-        for param in inner.params:
-            param.requires_grad_(False)
         return MetaStep(inner, j_eps, grad_epsilon, epsilon_next, epsilon_state, j_alpha, grad_alpha)
 
-    def meta_gradients_autograd(self, observations: Any, validation_observations: Any, initial_observations: Any) -> MetaStep:
-        """Reference implementation of :meth:`meta_gradients` (same values): it differentiates through the actor's
-        backward pass (``create_graph=True``) and the RMSProp step with autograd, as a direct reading of Algorithm 1 would.
-        About as slow as it sounds; used to verify the closed form (tests) and to measure the gain (``scripts/``)."""
-        epsilon = self.epsilon.detach().clone().requires_grad_(True)
-        alpha = self.alpha.detach().clone().requires_grad_(True)
-        actions, log_prob = self.actor.action_log_prob(observations)
-        qr, qc = self.twin_q_values(observations, actions)
-        constraint_term = (
-            self.constraint_value(initial_observations) if self.constraint_states == "initial" else qc.amax(dim=1).mean()
-        )
-        new_nu, nu_state = self.lagrangian.differentiable_step(constraint_term, epsilon)
-        actor_loss = alpha * log_prob.mean() - self.penalised_value(qr, qc, new_nu).mean()
-        params = self.actor_rmsprop.params
-        grads = th.autograd.grad(actor_loss, params, create_graph=True)
-        new_params, actor_state = self.actor_rmsprop.step(grads)
-        j_eps, grad_epsilon, epsilon_next, epsilon_state = None, None, self.epsilon.detach(), None
-        if self.learn_epsilon:
-            j_eps = self.epsilon_objective_value(new_params, new_nu, validation_observations)
-            (grad_epsilon,) = th.autograd.grad(j_eps, epsilon, retain_graph=True)
-            epsilon_next, epsilon_state = self._epsilon_step(grad_epsilon)
-        j_alpha, grad_alpha = None, None
-        if self.learn_alpha:
-            j_alpha = self.alpha_objective_value(new_params, new_nu, epsilon_next, initial_observations)
-            (grad_alpha,) = th.autograd.grad(j_alpha, alpha)
-        inner = InnerStep(
-            new_nu.detach(),
-            nu_state,
-            th.full_like(new_nu, float("nan")),
-            [param.detach() for param in new_params],
-            actor_state,
-            [],
-            [],
-            [],
-            actor_loss.detach(),
-            log_prob.mean().detach(),
-            constraint_term.detach(),
-        )
-        return MetaStep(inner, j_eps, grad_epsilon, epsilon_next, epsilon_state, j_alpha, grad_alpha)
+    def compute_meta_step(self, observations: Any, validation_observations: Any, initial_observations: Any) -> MetaStep:
+        """Steps 3-6 by ``meta_gradient_method``: :meth:`meta_gradients` (closed form) or the autograd reference
+        (:func:`sb3_metasaclag.meta_sac_lag.reference.meta_gradients_autograd`)."""
+        if self.meta_gradient_method == "autograd":
+            from sb3_metasaclag.meta_sac_lag.reference import meta_gradients_autograd
+
+            return meta_gradients_autograd(self, observations, validation_observations, initial_observations)
+        return self.meta_gradients(observations, validation_observations, initial_observations)
 
     def _train_actor(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
         validation = None
@@ -757,8 +725,9 @@ class MetaSACLag(SafeSACBase):
             if self.learn_alpha or self.constraint_states == "initial"
             else None
         )
-        meta_gradients = self.meta_gradients_autograd if self.meta_gradient_method == "autograd" else self.meta_gradients
-        step = meta_gradients(replay_data.observations, validation.observations if validation is not None else None, initial)
+        step = self.compute_meta_step(
+            replay_data.observations, validation.observations if validation is not None else None, initial
+        )
         logs = {"actor_loss": step.inner.actor_loss, "nu_clipped": (step.inner.nu <= 0).float()}
         if step.inner.mean_log_prob is not None:
             logs["entropy"] = -step.inner.mean_log_prob
