@@ -3,7 +3,8 @@
 :class:`SafeSACBase` owns the cost plumbing (routing transitions to ``D`` / ``D_s``, feeding ``D_0``, episode cost
 statistics), the reward and safety critics (steps 1-2 of one update, see :class:`~sb3_metasaclag.MetaSACLag`), the
 Lagrange multiplier ``nu``, the safety threshold ``epsilon`` and the entropy temperature ``alpha``, saving and
-logging. An algorithm states only how it updates the actor and the multipliers, in :meth:`SafeSACBase._train_actor`.
+logging; :meth:`SafeSACBase.train` runs one gradient step after another. An algorithm states only how it updates the
+actor and the multipliers (steps 3-7), in :meth:`SafeSACBase._update_actor_and_multipliers`.
 """
 
 from __future__ import annotations
@@ -386,7 +387,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         )
         self.epsilon = th.tensor(self.initial_epsilon, device=self.device, requires_grad=True)
         self._setup_entropy()
-        self._setup_extra()
+        self._setup_meta_learning()
 
     def _create_aliases(self) -> None:
         self.actor = self.policy.actor
@@ -399,8 +400,8 @@ class SafeSACBase(OffPolicyAlgorithm):
         """Create ``log_ent_coef`` (log alpha) and its optimizer, if any. Overridden by each algorithm."""
         raise NotImplementedError
 
-    def _setup_extra(self) -> None:
-        """Hook for algorithm-specific optimizers created after the policy (default: nothing)."""
+    def _setup_meta_learning(self) -> None:
+        """Create what the outer (meta-gradient) steps need once the policy exists (default: nothing)."""
 
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
@@ -558,12 +559,14 @@ class SafeSACBase(OffPolicyAlgorithm):
         )
 
     # Training -------------------------------------------------------------------------------------------------------
-    def _critic_optimizers(self) -> list[th.optim.Optimizer]:
+    def _scheduled_optimizers(self) -> list[th.optim.Optimizer]:
+        """The optimizers whose learning rate follows ``learning_rate`` (a schedule, as in SB3): the actor's and the
+        reward and safety critics'. ``nu``, ``epsilon`` and Meta SAC-Lag's ``alpha`` have learning rates of their own."""
         return [self.actor.optimizer, self.critic.optimizer, self.safety_critic.optimizer]
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
-        self._update_learning_rate(self._critic_optimizers())
+        self._update_learning_rate(self._scheduled_optimizers())
         if self.main_batch == "non_violating" and self.replay_buffer.non_violating_size() == 0:
             if not self._warned_empty_main:
                 warnings.warn(
@@ -583,7 +586,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             values = {
                 "safety_critic_loss": self._train_safety_critic(safety_data, next_policy[0]),  # step 1
                 "critic_loss": self._train_critic(replay_data, next_policy if shared else None),  # step 2
-                **self._train_actor(replay_data),  # steps 3-7, algorithm specific
+                **self._update_actor_and_multipliers(replay_data),  # steps 3-7, algorithm specific
             }
             for key, value in values.items():
                 logs.setdefault(key, []).append(value.detach())
@@ -654,7 +657,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         self.critic.optimizer.step()
         return loss
 
-    def _train_actor(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
+    def _update_actor_and_multipliers(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
         """Update the actor, ``nu``, and - depending on the algorithm - ``epsilon`` and ``alpha``. Returns values to log."""
         raise NotImplementedError
 

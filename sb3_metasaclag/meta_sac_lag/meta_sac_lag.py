@@ -566,7 +566,7 @@ class MetaSACLag(SafeSACBase):
         else:
             self.ent_coef_optimizer = _rprop(self.log_ent_coef, self.alpha_learning_rate, self.outer_step_bounds)  # type: ignore[arg-type]
 
-    def _setup_extra(self) -> None:
+    def _setup_meta_learning(self) -> None:
         if self.outer_rule == "paper":
             # Ascent on J_eps (Algorithm 1, line 18), one RMSProp step per gradient step.
             self.epsilon_optimizer = th.optim.RMSprop(
@@ -712,7 +712,7 @@ class MetaSACLag(SafeSACBase):
             return meta_gradients_autograd(self, observations, validation_observations, initial_observations)
         return self.meta_gradients(observations, validation_observations, initial_observations)
 
-    def _train_actor(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
+    def _update_actor_and_multipliers(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
         validation = None
         if self.learn_epsilon:
             validation = (

@@ -122,7 +122,12 @@ class SACLag(SafeSACBase):
     def _setup_entropy(self) -> None:
         self._setup_sac_v2_temperature(self.ent_coef, self.target_entropy)
 
-    def _train_actor(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
+    def _scheduled_optimizers(self) -> list[th.optim.Optimizer]:
+        # As SB3's SAC: SAC v2's temperature follows the learning-rate schedule too.
+        optimizers = super()._scheduled_optimizers()
+        return optimizers if self.ent_coef_optimizer is None else [*optimizers, self.ent_coef_optimizer]
+
+    def _update_actor_and_multipliers(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
         observations = replay_data.observations
         actions, log_prob = self.actor.action_log_prob(observations)
         log_prob = log_prob.reshape(-1, 1)
