@@ -270,3 +270,14 @@ def test_generated_model_files_live_in_a_private_per_process_directory(tmp_path)
     other_path = other.stdout.strip().splitlines()[-1]
     assert Path(other_path).parent != Path(path).parent  # another process, another directory
     assert not Path(other_path).exists()  # removed when that process exited
+
+
+@pytest.mark.parametrize("env_class", [SafeFetchPushToppleEnv, SafeEggManipulateEnv])
+def test_goal_conditioned_tasks_truncate_by_themselves_after_max_episode_steps(env_class):
+    env = env_class(max_episode_steps=7)  # not through gym.make, whose max_episode_steps adds a TimeLimit instead
+    for _ in range(2):  # and count again from 0 after a reset
+        env.reset(seed=0)
+        flags = [env.step(np.zeros(env.action_space.shape, dtype=np.float32))[3] for _ in range(7)]
+        assert flags == [False] * 6 + [True]
+    with pytest.raises(ValueError, match="max_episode_steps must be a positive integer"):
+        env_class(max_episode_steps=0)

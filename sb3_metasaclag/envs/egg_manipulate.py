@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from gymnasium.utils.ezpickle import EzPickle
 
-from sb3_metasaclag.envs.helpers import check_episode_steps, require_robotics
+from sb3_metasaclag.envs.helpers import SelfTruncating, require_robotics
 
 try:
     import mujoco
@@ -19,7 +19,7 @@ else:
     _IMPORT_ERROR = None
 
 
-class SafeEggManipulateEnv(MujocoHandEggEnv, EzPickle):
+class SafeEggManipulateEnv(SelfTruncating, MujocoHandEggEnv, EzPickle):
     """The Shadow hand rotates an egg on its palm to a target orientation; it must not drop or squeeze the egg.
 
     Gymnasium-Robotics' ``HandManipulateEggRotate-v1`` (random target rotation about all axes, position ignored) with
@@ -59,8 +59,7 @@ class SafeEggManipulateEnv(MujocoHandEggEnv, EzPickle):
             raise ValueError(f"max_force must be positive (N), got {max_force}")
         self.max_force = float(max_force)
         self.drop_height = float(drop_height)
-        self.max_episode_steps = check_episode_steps(max_episode_steps)
-        self._elapsed_steps = 0
+        self._init_truncation(max_episode_steps)
         self._max_contact_force = 0.0
         self._force = np.zeros(6)
         MujocoHandEggEnv.__init__(self, target_position="ignore", target_rotation="xyz", reward_type=reward_type, **kwargs)
@@ -91,14 +90,8 @@ class SafeEggManipulateEnv(MujocoHandEggEnv, EzPickle):
         """Height (m) of the egg's centre."""
         return float(self._utils.get_joint_qpos(self.model, self.data, "object:joint")[2])
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict]:
-        self._elapsed_steps = 0
-        return super().reset(seed=seed, options=options)
-
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = super().step(action)
-        self._elapsed_steps += 1
-        truncated = truncated or self._elapsed_steps >= self.max_episode_steps
+        obs, reward, terminated, truncated, info = super().step(action)  # truncated at max_episode_steps
         dropped = self.egg_height() < self.drop_height
         info["dropped"] = bool(dropped)
         info["max_contact_force"] = self._max_contact_force

@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium.utils.ezpickle import EzPickle
 
 from sb3_metasaclag.envs.helpers import (
-    check_episode_steps,
+    SelfTruncating,
     require_robotics,
     robotics_assets_dir,
     tilt_angle,
@@ -59,7 +59,7 @@ def _model_xml(box_half_height: float, box_mass: float) -> str:
 """
 
 
-class SafeFetchPushToppleEnv(MujocoFetchEnv, EzPickle):
+class SafeFetchPushToppleEnv(SelfTruncating, MujocoFetchEnv, EzPickle):
     """Fetch pushes a tall box to a goal on the table; the constraint is not to topple it.
 
     Gymnasium-Robotics' ``FetchPush-v4`` with its 5 cm cube replaced by a 5 x 5 x 11 cm box of the same mass, as in the
@@ -103,8 +103,7 @@ class SafeFetchPushToppleEnv(MujocoFetchEnv, EzPickle):
         if not 0.01 <= box_half_height <= 0.15:
             raise ValueError(f"box_half_height must be in [0.01, 0.15] m, got {box_half_height}")
         self.max_tilt = np.deg2rad(max_tilt_deg)
-        self.max_episode_steps = check_episode_steps(max_episode_steps)
-        self._elapsed_steps = 0
+        self._init_truncation(max_episode_steps)
         initial_qpos = {
             "robot0:slide0": 0.405,
             "robot0:slide1": 0.48,
@@ -133,14 +132,8 @@ class SafeFetchPushToppleEnv(MujocoFetchEnv, EzPickle):
         """Current tilt of the box in radians (0 upright, pi/2 on its side)."""
         return tilt_angle(self._utils.get_site_xmat(self.model, self.data, "object0"))
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict]:
-        self._elapsed_steps = 0
-        return super().reset(seed=seed, options=options)
-
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = super().step(action)
-        self._elapsed_steps += 1
-        truncated = truncated or self._elapsed_steps >= self.max_episode_steps
+        obs, reward, terminated, truncated, info = super().step(action)  # truncated at max_episode_steps
         tilt = self.box_tilt()
         info["tilt"] = float(np.rad2deg(tilt))
         info["cost"] = float(tilt > self.max_tilt)

@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +74,28 @@ def check_episode_steps(max_episode_steps: int) -> int:
     if int(max_episode_steps) != max_episode_steps or max_episode_steps < 1:
         raise ValueError(f"max_episode_steps must be a positive integer, got {max_episode_steps!r}")
     return int(max_episode_steps)
+
+
+class SelfTruncating:
+    """Mixin for the goal-conditioned tasks: count the steps of an episode and truncate after ``max_episode_steps``
+    (see :func:`check_episode_steps` for why they truncate by themselves). Put it before the environment class:
+    ``class Task(SelfTruncating, RoboticsEnv)``, and call :meth:`_init_truncation` in ``__init__``."""
+
+    max_episode_steps: int
+    _elapsed_steps: int
+
+    def _init_truncation(self, max_episode_steps: int) -> None:
+        self.max_episode_steps = check_episode_steps(max_episode_steps)
+        self._elapsed_steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        self._elapsed_steps = 0
+        return super().reset(seed=seed, options=options)  # type: ignore[misc]
+
+    def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = super().step(action)  # type: ignore[misc]
+        self._elapsed_steps += 1
+        return obs, reward, terminated, truncated or self._elapsed_steps >= self.max_episode_steps, info
 
 
 def validated_action(action: np.ndarray, size: int, env_id: str) -> np.ndarray:
