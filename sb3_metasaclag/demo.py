@@ -99,7 +99,7 @@ def plot(results: dict[str, dict[str, Any]], reference: dict[str, float] | None,
 
     rows = [
         ("eval return\n(deterministic)", "return"),
-        ("training violating steps\nper episode (last 100)", "violation_rate"),
+        ("training violating steps\nper episode (last 100)", "violations_mean"),
         ("epsilon\n(safety threshold)", "epsilon"),
         ("alpha\n(entropy temperature)", "alpha"),
         ("nu\n(Lagrange multiplier)", "nu"),
@@ -152,7 +152,7 @@ def summary_rows(results: dict[str, dict[str, Any]], reference: dict[str, float]
             "violation": f"{final['violation']:.0%}",
             "cost": f"{final['cost']:.1f}",
             "training": f"{result['training_violating_episodes']} of {result['training_episodes']}",
-            "window": f"{last['violation_rate']:.2f}",
+            "window": f"{last['violations_mean']:.2f}",
             "epsilon": "-" if np.isnan(last["epsilon"]) else f"{last['epsilon']:.3f}",
             "alpha": f"{last['alpha']:.2g}",
             "nu": "-" if np.isnan(last["nu"]) else f"{last['nu']:.2f}",

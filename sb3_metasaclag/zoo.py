@@ -17,7 +17,7 @@ works like any built-in algorithm. What the hook adds:
   envs are monitored by a :class:`~sb3_metasaclag.common.wrappers.CostMonitor` (monitor CSV columns ``c``, the episode
   cost, and ``v``, its violating steps) placed *outside* RL Zoo's ``env_wrapper`` (RL Zoo puts wrappers outside its
   monitor, which then misses the episodes that ``HardConstraint`` ends at the first violation), stock algorithms log
-  ``rollout/ep_cost_mean`` and ``rollout/violation_rate``
+  ``rollout/ep_cost_mean``, ``rollout/ep_violations_mean`` and ``rollout/violation_rate``
   (:class:`~sb3_metasaclag.common.callbacks.CostLoggerCallback`), evaluations record ``eval/mean_cost`` and
   ``eval/violation_rate`` and save ``costs`` and ``violations`` in ``evaluations.npz``
   (:class:`~sb3_metasaclag.common.callbacks.SafeEvalCallback`), ``-optimize`` stores ``eval_cost`` and

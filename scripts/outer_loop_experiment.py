@@ -352,7 +352,7 @@ def plot_task(results: list[dict[str, Any]], task: str, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [("eval return", "return"), ("training violating steps\nper episode (last 100)", "violation_rate")]
+    rows = [("eval return", "return"), ("training violating steps\nper episode (last 100)", "violations_mean")]
     rows += [("epsilon", "epsilon"), ("alpha", "alpha"), ("nu", "nu")]
     figure, axes = plt.subplots(len(rows), 1, figsize=(7, 11), sharex=True)
     steps = TASKS[task][1]
@@ -375,7 +375,10 @@ def plot_task(results: list[dict[str, Any]], task: str, path: str) -> None:
             else:
                 curves = []
                 for r in runs:
-                    t, v = np.asarray(r["history"]["timestep"]), np.asarray(r["history"][key], dtype=float)
+                    history = r["history"]
+                    # Runs written before the key's rename ("violation_rate") hold the same values under that name.
+                    values = history[key] if key in history else history["violation_rate"]
+                    t, v = np.asarray(history["timestep"]), np.asarray(values, dtype=float)
                     if len(t) == 0 or np.all(np.isnan(v)):
                         continue
                     curves.append(np.interp(grid, t, v, left=np.nan))

@@ -111,9 +111,24 @@ def test_logs_paper_and_sb3_keys(tmp_path):
         "train/entropy",
         "rollout/ep_rew_mean",
         "rollout/ep_cost_mean",
+        "rollout/ep_violations_mean",
         "rollout/violation_rate",
     ]:
         assert key in header, key
+
+
+def test_violation_rate_is_the_share_of_episodes_with_a_violation(tmp_path):
+    # SafeNavigation2DSoft-v0: violations do not end the episode, so an episode can have many violating steps.
+    model = MetaSACLag("MlpPolicy", "SafeNavigation2DSoft-v0", seed=0, **{**SMALL, "learning_starts": 2_000})
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(1_200, log_interval=1)
+    rows = (tmp_path / "progress.csv").read_text().splitlines()
+    header, last = rows[0].split(","), rows[-1].split(",")
+    logged = {key: float(last[header.index(key)]) for key in ("rollout/ep_violations_mean", "rollout/violation_rate")}
+    violations = [count for _, count in model.ep_cost_buffer]
+    assert logged["rollout/ep_violations_mean"] == pytest.approx(np.mean(violations))
+    assert logged["rollout/violation_rate"] == pytest.approx(np.mean([count > 0 for count in violations]))
+    assert 0.0 <= logged["rollout/violation_rate"] <= 1.0
 
 
 def test_episode_cost_statistics():

@@ -19,7 +19,13 @@ from sb3_metasaclag.envs import BUILTIN_ENV_IDS
 from sb3_metasaclag.zoo import ZOO_ALGOS
 
 REPO = Path(__file__).resolve().parents[1]
-COST_METRICS = {"rollout/ep_cost_mean", "rollout/violation_rate", "train/nu", "train/safety_critic_loss"}
+COST_METRICS = {
+    "rollout/ep_cost_mean",
+    "rollout/ep_violations_mean",
+    "rollout/violation_rate",
+    "train/nu",
+    "train/safety_critic_loss",
+}
 # Table 1 of the paper: (epsilon of the fixed-threshold baselines, initial nu of Meta SAC-Lag / SACv2-Lag, nu of RCPO-*)
 TABLE_1 = {
     "SafetyCarCircle2Gymnasium-v0": (0.5, 100.0, 1.0),
@@ -216,7 +222,7 @@ def test_zoo_train_and_enjoy(algo, tmp_path):
     assert type(model) is cls and model.num_timesteps == 400
     tags = scalar_tags(tmp_path / "tb")
     # Every algorithm, stock SAC included, logs the episode cost on the package's tasks.
-    assert {"rollout/ep_cost_mean", "rollout/violation_rate", "train/ent_coef"} <= tags, tags
+    assert {"rollout/ep_cost_mean", "rollout/ep_violations_mean", "rollout/violation_rate", "train/ent_coef"} <= tags, tags
     if algo == "sac":
         assert not tags & {"train/nu", "train/safety_critic_loss", "train/epsilon"}
     else:

@@ -41,7 +41,8 @@ class SafetyHistoryCallback(BaseCallback):
     values of ``epsilon``, ``alpha`` and ``nu``.
 
     ``history`` holds one row per finished episode: ``timestep``, ``return``, ``cost``, ``violations``,
-    ``violation_rate`` (violations per episode over the last ``window`` episodes), ``epsilon``, ``alpha``, ``nu``.
+    ``violations_mean`` (violating steps per episode over the last ``window`` episodes: the paper's windowed
+    "violation rate", the curve of its Fig. 2), ``epsilon``, ``alpha``, ``nu``.
     It works with stock SB3 ``SAC`` too (wrap its env in a :class:`~sb3_metasaclag.common.wrappers.CostMonitor`):
     ``epsilon`` and ``nu`` are then NaN and ``alpha`` is SAC's entropy coefficient.
 
@@ -52,7 +53,7 @@ class SafetyHistoryCallback(BaseCallback):
         super().__init__(verbose)
         self.window = window
         self.history: dict[str, list[float]] = {
-            key: [] for key in ("timestep", "return", "cost", "violations", "violation_rate", "epsilon", "alpha", "nu")
+            key: [] for key in ("timestep", "return", "cost", "violations", "violations_mean", "epsilon", "alpha", "nu")
         }
 
     def _on_step(self) -> bool:
@@ -66,15 +67,16 @@ class SafetyHistoryCallback(BaseCallback):
             history["return"].append(float(episode["r"]))
             history["cost"].append(float(episode["c"]))
             history["violations"].append(float(episode["v"]))
-            history["violation_rate"].append(float(np.mean(history["violations"][-self.window :])))
+            history["violations_mean"].append(float(np.mean(history["violations"][-self.window :])))
             for key, value in outer_values(self.model).items():
                 history[key].append(value)
         return True
 
 
 class CostLoggerCallback(BaseCallback):
-    """Log ``rollout/ep_cost_mean`` and ``rollout/violation_rate`` (violating steps per episode) for any SB3 algorithm,
-    stock ``SAC`` included, from the episode infos of a :class:`~sb3_metasaclag.common.wrappers.CostMonitor`.
+    """Log ``rollout/ep_cost_mean``, ``rollout/ep_violations_mean`` (violating steps per episode) and
+    ``rollout/violation_rate`` (share of episodes with a violating step) for any SB3 algorithm, stock ``SAC`` included,
+    from the episode infos of a :class:`~sb3_metasaclag.common.wrappers.CostMonitor`.
 
     The package's own algorithms log both by themselves; this callback gives stock algorithms the same keys, so that
     TensorBoard and the console compare like with like.
@@ -86,7 +88,8 @@ class CostLoggerCallback(BaseCallback):
             episodes = [info for info in (self.model.ep_info_buffer or []) if "c" in info]
             if episodes:
                 self.logger.record("rollout/ep_cost_mean", safe_mean([info["c"] for info in episodes]))
-                self.logger.record("rollout/violation_rate", safe_mean([info["v"] for info in episodes]))
+                self.logger.record("rollout/ep_violations_mean", safe_mean([info["v"] for info in episodes]))
+                self.logger.record("rollout/violation_rate", float(np.mean([info["v"] > 0 for info in episodes])))
         return True
 
 

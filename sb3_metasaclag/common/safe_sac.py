@@ -536,7 +536,9 @@ class SafeSACBase(OffPolicyAlgorithm):
     def dump_logs(self) -> None:
         if self.ep_cost_buffer:
             self.logger.record("rollout/ep_cost_mean", safe_mean([cost for cost, _ in self.ep_cost_buffer]))
-            self.logger.record("rollout/violation_rate", safe_mean([violations for _, violations in self.ep_cost_buffer]))
+            violations = [violations for _, violations in self.ep_cost_buffer]
+            self.logger.record("rollout/ep_violations_mean", safe_mean(violations))
+            self.logger.record("rollout/violation_rate", float(np.mean([count > 0 for count in violations])))
         super().dump_logs()
 
     def learn(

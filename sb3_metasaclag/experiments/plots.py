@@ -97,7 +97,7 @@ def run_curves(log_path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     episodes = _read_csv(os.path.join(log_path, "episodes.csv"))
     if episodes.get("timestep") is not None and episodes["timestep"].size:
         steps = episodes["timestep"]
-        columns = [("violations", "violation_rate"), ("success", "success"), ("is_success", "success")]
+        columns = [("violations", "violations_mean"), ("success", "success"), ("is_success", "success")]
         columns += [(name, name) for name in ("ee_jerk_mean", "ee_acceleration_mean")]
         for column, name in columns:
             if column in episodes and name not in curves:
@@ -169,7 +169,7 @@ def plot_fig2(runs: Sequence[dict[str, Any]], path: str) -> None:
     colors = _colors(runs)
     rows = (
         ("eval_return", "evaluation return", False),
-        ("violation_rate", f"violating steps per episode\n(last {WINDOW} training episodes)", False),
+        ("violations_mean", f"violating steps per episode\n(last {WINDOW} training episodes)", False),
         ("epsilon", "epsilon", False),
         ("alpha", "alpha", True),
     )
