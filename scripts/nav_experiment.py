@@ -16,16 +16,20 @@ import json
 import time
 
 import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_metasaclag import MetaSACLag
 from sb3_metasaclag.common.evaluation import evaluate_safe_policy
 
 
-def parse_value(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text
+def parse_value(text: str) -> float | int | str:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, anything else stays a string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
 
 
 def main() -> None:
@@ -44,19 +48,29 @@ def main() -> None:
         for group in model.epsilon_optimizer.param_groups:
             group["maximize"] = False
     signs: dict[str, list[float]] = {"epsilon": [], "alpha": []}
-    meta_gradients = model.compute_meta_step
 
-    def recording_meta_gradients(*args, **kwargs):  # type: ignore[no-untyped-def]
-        step = meta_gradients(*args, **kwargs)
-        for key, value in (("epsilon", step.grad_epsilon), ("alpha", step.grad_alpha)):
-            if value is not None:
-                signs[key].append(float(value < 0))
-        return step
+    class MetaGradientSigns(BaseCallback):
+        """Read the meta-gradients the model logs (``train/epsilon_meta_grad``, ``train/alpha_meta_grad``: means over
+        the gradient steps of one ``train()`` call, one step per environment step here) after each ``train()``."""
 
-    model.compute_meta_step = recording_meta_gradients  # type: ignore[method-assign]
+        def _init_callback(self) -> None:
+            self.updates = self.model._n_updates
+
+        def _on_rollout_start(self) -> None:
+            if self.model._n_updates == self.updates:
+                return
+            self.updates = self.model._n_updates
+            for key in signs:
+                value = self.model.logger.name_to_value.get(f"train/{key}_meta_grad")
+                if value is not None:
+                    signs[key].append(float(value < 0))
+
+        def _on_step(self) -> bool:
+            return True
+
     start = time.time()
     for _ in range(args.steps // args.every):
-        model.learn(args.every, reset_num_timesteps=False)
+        model.learn(args.every, reset_num_timesteps=False, callback=MetaGradientSigns())
         evaluation = evaluate_safe_policy(model, "SafeNavigation2D-v0", 30)
         record = {
             "name": args.name,
