@@ -212,6 +212,14 @@ def test_out_of_range_hyperparameters(kwargs, message):
         dict(outer_rule="averaged"),
         dict(outer_rule="averaged", meta_interval=1, min_entropy=-np.inf),
         dict(outer_rule="averaged", nu_derivative="projected"),
+        # the screened pieces: J_nl, J_c at initial states, plain nu steps, an entropy floor and ceiling
+        dict(
+            epsilon_objective="nonlinear",
+            constraint_states="initial",
+            nu_optimizer="sgd",
+            min_entropy="-2*dim",
+            max_entropy="0*dim",
+        ),
     ],
 )
 def test_alpha_epsilon_and_nu_stay_in_range_under_every_rule(rule):
