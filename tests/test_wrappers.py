@@ -196,3 +196,20 @@ def test_evaluation_counts_violations_with_the_models_threshold():
     assert evaluate_safe_policy(model, env, 2)["violation"] == 0.0  # the model's threshold, 0.5
     assert evaluate_safe_policy(model, env, 2, violation_threshold=0.0)["violation"] == 1.0
     assert evaluate_safe_policy(model, env, 2)["cost"] == pytest.approx(1.5)
+
+
+def test_evaluation_on_a_vec_env_matches_the_plain_env():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_metasaclag.common.evaluation import evaluate_safe_policy
+
+    class Scripted:
+        """Action 1 everywhere: on the bandit, a reward of 1 and a violation in every episode of one step."""
+
+        def predict(self, obs, deterministic=True):
+            return np.ones((len(obs), 1), np.float32) if np.ndim(obs) == 2 else np.ones(1, np.float32), None
+
+    plain = evaluate_safe_policy(Scripted(), "SafeBandit-v0", 6)
+    vec = evaluate_safe_policy(Scripted(), make_vec_env("SafeBandit-v0", n_envs=3), 6)
+    assert vec == pytest.approx(plain, nan_ok=True)
+    assert vec["violation"] == 1.0

@@ -6,6 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_metasaclag.common.costs import get_cost
 
@@ -14,7 +15,7 @@ __all__ = ["evaluate_safe_policy"]
 
 def evaluate_safe_policy(
     model: Any,
-    env: str | gym.Env,
+    env: str | gym.Env | VecEnv,
     n_episodes: int = 50,
     seed: int = 10_000,
     deterministic: bool = True,
@@ -23,7 +24,9 @@ def evaluate_safe_policy(
     """Run ``n_episodes`` episodes (seeds ``seed``, ``seed + 1``, ...) and summarise return, cost and safety.
 
     :param model: Anything with SB3's ``predict(obs, deterministic=...)``.
-    :param env: A gymnasium environment or its id; it must report ``info["cost"]``.
+    :param env: A gymnasium environment, its id, or a VecEnv (SB3's; ``n_episodes`` are then spread over its
+        environments as SB3's ``evaluate_policy`` does, seeded with ``seed`` once; returns are summed from the VecEnv's
+        rewards, so evaluate on an environment without reward normalisation); it must report ``info["cost"]``.
     :param violation_threshold: A step violates the constraint when its cost exceeds this value (None: the model's
         ``violation_threshold``, or 0 for models without one, such as stock SAC).
     :return: ``return`` (mean episode return), ``cost`` (mean episode cost), ``violation`` (fraction of episodes with
@@ -32,6 +35,8 @@ def evaluate_safe_policy(
     """
     env = gym.make(env) if isinstance(env, str) else env
     threshold = float(getattr(model, "violation_threshold", 0.0) if violation_threshold is None else violation_threshold)
+    if isinstance(env, VecEnv):
+        return _summary(*_vec_episodes(model, env, n_episodes, seed, deterministic, threshold))
     returns, costs, violations, successes = [], [], [], []
     for episode in range(n_episodes):
         obs, _ = env.reset(seed=seed + episode)
@@ -49,6 +54,43 @@ def evaluate_safe_policy(
         costs.append(total_cost)
         violations.append(violated)
         successes.append(float(info["is_success"]) if "is_success" in info else float("nan"))
+    return _summary(returns, costs, violations, successes)
+
+
+def _vec_episodes(
+    model: Any, env: VecEnv, n_episodes: int, seed: int, deterministic: bool, threshold: float
+) -> tuple[list[float], list[float], list[bool], list[float]]:
+    """Episodes of a VecEnv, ``(n_episodes + i) // n_envs`` from its environment ``i`` (as SB3's ``evaluate_policy``)."""
+    n_envs = env.num_envs
+    targets = np.array([(n_episodes + i) // n_envs for i in range(n_envs)])
+    counts = np.zeros(n_envs, dtype=int)
+    totals, total_costs, violated = np.zeros(n_envs), np.zeros(n_envs), np.zeros(n_envs, dtype=bool)
+    returns: list[float] = []
+    costs: list[float] = []
+    violations: list[bool] = []
+    successes: list[float] = []
+    env.seed(seed)
+    obs = env.reset()
+    while (counts < targets).any():
+        actions, _ = model.predict(obs, deterministic=deterministic)
+        obs, rewards, dones, infos = env.step(actions)
+        for index, info in enumerate(infos):
+            cost = get_cost(info)
+            totals[index] += float(rewards[index])
+            total_costs[index] += cost
+            violated[index] |= cost > threshold
+            if dones[index]:
+                if counts[index] < targets[index]:
+                    returns.append(float(totals[index]))
+                    costs.append(float(total_costs[index]))
+                    violations.append(bool(violated[index]))
+                    successes.append(float(info["is_success"]) if "is_success" in info else float("nan"))
+                    counts[index] += 1
+                totals[index], total_costs[index], violated[index] = 0.0, 0.0, False
+    return returns, costs, violations, successes
+
+
+def _summary(returns: list[float], costs: list[float], violations: list[bool], successes: list[float]) -> dict[str, float]:
     return {
         "return": float(np.mean(returns)),
         "cost": float(np.mean(costs)),
