@@ -124,3 +124,51 @@ def test_reset_reuses_the_model_and_keeps_the_skybox():
     world.reuse_compiled_model = False
     env.reset()
     assert world.model is not model  # rebuilt, as Safety-Gymnasium does
+
+
+def test_importing_the_package_imports_no_simulator_and_patches_nothing():
+    script = (
+        "import sys, gymnasium, gymnasium.wrappers, sb3_metasaclag;"
+        "print([m for m in ('mujoco', 'safety_gymnasium', 'gymnasium_robotics', 'pybullet') if m in sys.modules]);"
+        "print(hasattr(gymnasium.wrappers, 'compatibility'), 'gymnasium.wrappers.compatibility' in sys.modules);"
+        "print(gymnasium.registry['SafetyCarCircle2Gymnasium-v0'].max_episode_steps)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    assert result.stdout.split("\n")[:3] == ["[]", "False False", "500"], result.stdout
+    assert result.stderr == ""  # no warning on import
+
+
+def test_the_first_make_imports_safety_gymnasium_without_warnings():
+    script = (
+        "import sys, gymnasium, sb3_metasaclag;"
+        "env = gymnasium.make('SafetyCarCircle2Gymnasium-v0'); env.reset(seed=0);"
+        "print('safety_gymnasium' in sys.modules, env.spec.max_episode_steps);"
+        "print(gymnasium.registry['SafetyPointGoal1Gymnasium-v0'].entry_point)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    lines = result.stdout.strip().split("\n")
+    assert lines[0] == "True 500"
+    assert lines[1] == "safety_gymnasium.wrappers.gymnasium_conversion:make_gymnasium_environment"  # its own specs now
+    assert "Overriding environment" not in result.stderr and "AdroitHand" not in result.stderr
+
+
+def test_the_shipped_ids_are_safety_gymnasiums_own():
+    import json
+
+    from sb3_metasaclag.envs.safety_gym_compat import SPECS_FILE
+
+    import_safety_gymnasium()
+    with open(SPECS_FILE) as file:
+        shipped = {spec["id"]: spec for spec in json.load(file)}
+    own = {
+        env_id: spec
+        for env_id, spec in gym.registry.items()
+        if spec.entry_point == "safety_gymnasium.wrappers.gymnasium_conversion:make_gymnasium_environment"
+    }
+    assert shipped.keys() == own.keys() and len(own) == 298
+    for env_id, spec in own.items():
+        assert (shipped[env_id]["max_episode_steps"], shipped[env_id]["reward_threshold"]) == (
+            spec.max_episode_steps,
+            spec.reward_threshold,
+        ), env_id
+        assert shipped[env_id]["kwargs"] == spec.kwargs, env_id

@@ -4,6 +4,8 @@
 ``SafeCircle-v0`` and ``SafeCircleSoft-v0`` are pure numpy. The paper's robotics tasks (``SafeHumanoidVelocity-v1``,
 ``SafeDrawerClose-v0``, ``SafeFetchPushTopple-v0``, ``SafeEggManipulate-v0``, ``SafePourCoffee-v0``) need MuJoCo,
 gymnasium-robotics, Safety-Gymnasium or PyBullet; their modules are imported only when such an environment is made.
+Safety-Gymnasium's own ``Safety...Gymnasium-v*`` ids are registered the same way, when it is installed: it is imported
+(and mended, see :mod:`~sb3_metasaclag.envs.safety_gym_compat`) by the first ``gymnasium.make`` of one of them.
 """
 
 from sb3_metasaclag.envs.bandit import SafeBanditEnv
@@ -62,3 +64,6 @@ def register_envs() -> None:
     for env_id, entry_point, registration in _BUILTIN + _ROBOTICS:
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=entry_point, **registration)
+    from sb3_metasaclag.envs.safety_gym_compat import register_safety_gymnasium_ids
+
+    register_safety_gymnasium_ids()

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import json
+import os
 import sys
 import types
 from collections.abc import Iterator
@@ -138,6 +140,13 @@ def _patch_registration(safety_gymnasium: types.ModuleType) -> None:
                     setattr(spec, field, False)
 
 
+def _forget_lazy_ids() -> None:
+    import gymnasium
+
+    for env_id in [env_id for env_id, spec in gymnasium.registry.items() if spec.entry_point == _LAZY_ENTRY_POINT]:
+        del gymnasium.registry[env_id]
+
+
 def is_patched() -> bool:
     """Whether :func:`import_safety_gymnasium` has already mended and imported Safety-Gymnasium."""
     return _PATCHED
@@ -161,6 +170,43 @@ def without_adroit_notice() -> Iterator[None]:
             notifications["gymnasium_robotics"] = saved
 
 
+#: Safety-Gymnasium 1.0.0's gymnasium ids (``Safety...Gymnasium-v*``) with their registration: registered by
+#: :func:`register_safety_gymnasium_ids` without importing it (tests check the file against its own registration).
+SPECS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "safety_gymnasium_specs.json")
+_LAZY_ENTRY_POINT = "sb3_metasaclag.envs.safety_gym_compat:make_safety_gymnasium_env"
+
+
+def register_safety_gymnasium_ids() -> None:
+    """Register Safety-Gymnasium's gymnasium ids (when it is installed) without importing it: the first
+    ``gymnasium.make`` of one of them imports it through :func:`import_safety_gymnasium`. Idempotent."""
+    import gymnasium
+
+    if _PATCHED or importlib.util.find_spec("safety_gymnasium") is None:
+        return
+    with open(SPECS_FILE) as file:
+        specs = json.load(file)
+    for spec in specs:
+        if spec["id"] not in gymnasium.registry:
+            gymnasium.register(
+                id=spec["id"],
+                entry_point=_LAZY_ENTRY_POINT,
+                max_episode_steps=spec["max_episode_steps"],
+                reward_threshold=spec["reward_threshold"],
+                kwargs=spec["kwargs"],
+            )
+
+
+def make_safety_gymnasium_env(**kwargs: Any) -> Any:
+    """Entry point of the ids :func:`register_safety_gymnasium_ids` registers: import Safety-Gymnasium (mended), then
+    build the environment with its own entry point (gymnasium's ``make`` adds the same wrappers around it)."""
+    from gymnasium.envs.registration import load_env_creator
+
+    if import_safety_gymnasium() is None:
+        raise ImportError("Safety-Gymnasium is not installed: pip install --no-deps safety-gymnasium==1.0.0")
+    spec = __import__("gymnasium").registry[kwargs["env_id"]]
+    return load_env_creator(spec.entry_point)(**kwargs)
+
+
 def import_safety_gymnasium() -> types.ModuleType | None:
     """Import Safety-Gymnasium through the compatibility layer.
 
@@ -173,6 +219,7 @@ def import_safety_gymnasium() -> types.ModuleType | None:
     spec = importlib.util.find_spec("safety_gymnasium")
     if spec is None or not spec.submodule_search_locations:
         return None
+    _forget_lazy_ids()  # Safety-Gymnasium registers them itself; without this, gymnasium warns of each override
     _install_gymnasium_aliases()
     _preload_hashable_colors(next(iter(spec.submodule_search_locations)))
     with without_adroit_notice():  # Safety-Gymnasium imports gymnasium-robotics
