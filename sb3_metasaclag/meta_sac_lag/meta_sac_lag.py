@@ -265,9 +265,13 @@ class MetaSACLag(SafeSACBase):
     - our choices (the paper omits them), measured on the built-in tasks (docs/known_answers.md):
       ``nu = 10`` (the smallest initial ``nu`` of the paper's Table 1), ``gamma_c = 0.99`` (like ``gamma``),
       ``nu_learning_rate = 1e-2``; for the paper's rule ``epsilon_learning_rate = 1e-2`` and
-      ``alpha_learning_rate = 3e-3`` (with ``epsilon_learning_rate = 1e-3`` the multiplier reached its projection
-      ``nu = 0`` before ``epsilon`` left 1; with Meta-SAC's ``3e-4`` for ``alpha``, ``alpha`` was still above 0.4 after
-      3,000 steps of the bandit task); the averaged rule as above.
+      ``alpha_learning_rate = 3e-3``; the averaged rule as above. What each choice did is in docs/meta_sac_lag.md.
+
+    Where one gradient step lives: :meth:`~sb3_metasaclag.common.safe_sac.SafeSACBase.train` (``common/safe_sac.py``)
+    runs steps 1-2 for every algorithm of the package and calls :meth:`_update_actor_and_multipliers` here, which
+    computes steps 3-6 with :meth:`compute_meta_step` (:meth:`inner_step`, then :meth:`meta_gradients`; the autograd
+    reference is ``meta_sac_lag/reference.py``), moves ``epsilon`` and ``alpha`` by the outer rule
+    (:meth:`_paper_outer_step` or :meth:`_accumulate_outer`) and commits step 7.
 
     :param policy: The policy model to use (``MlpPolicy``, ``MultiInputPolicy``).
     :param env: The environment to learn from (if registered in Gym, can be str). It must report ``info["cost"]``.
