@@ -16,20 +16,11 @@ import json
 import time
 
 import torch as th
+from outer_loop_experiment import parse_value  # scripts/ is on the path when a script runs
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_metasaclag import MetaSACLag
 from sb3_metasaclag.common.evaluation import evaluate_safe_policy
-
-
-def parse_value(text: str) -> float | int | str:
-    """``"3"`` -> 3, ``"0.5"`` -> 0.5, anything else stays a string."""
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def main() -> None:

@@ -36,6 +36,10 @@ TASKS: dict[str, tuple[str, int, int, int, dict[str, Any]]] = {
     "circle": ("SafeCircle-v0", 20_000, 30, 2_500, {}),
     "nav": ("SafeNavigation2D-v0", 50_000, 30, 5_000, {}),
 }
+#: J_nl, J_c at initial states and plain steps on nu (third session), the base of the fourth session's candidates.
+_INIT_SGDNU: dict[str, Any] = dict(
+    epsilon_objective="nonlinear", constraint_states="initial", nu_optimizer="sgd", nu_learning_rate=0.1
+)
 #: label -> (algorithm, arguments). SACLag's fixed epsilon is Table 1's typical 0.5.
 CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     "metasaclag": ("MetaSACLag", {}),
@@ -100,34 +104,12 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     # while old states near the hazard remain in the buffer, so with epsilon held just below it nu winds up although the
     # policy no longer violates (nav-soft seed 1 under metasaclag-nl: nu 13 -> 90 in 8,000 steps, no violation).
     "metasaclag-init": ("MetaSACLag", dict(epsilon_objective="nonlinear", constraint_states="initial")),
-    "metasaclag-init-sgdnu": (
-        "MetaSACLag",
-        dict(epsilon_objective="nonlinear", constraint_states="initial", nu_optimizer="sgd", nu_learning_rate=0.1),
-    ),
+    "metasaclag-init-sgdnu": ("MetaSACLag", _INIT_SGDNU),
     # Fourth session: init-sgdnu with an answer for alpha (Eq. 15 under Rprop drove it to its bound 1 on the soft circle,
     # seed 2, and to its floor 2e-9 on the hard circle, seed 0): an entropy floor at twice SAC v2's target, -2 dim(A),
     # alone and with a ceiling at 0 (alpha falls while the policy is wider than about sigma = 0.24 per dimension).
-    "metasaclag-init-sgdnu-ent2": (
-        "MetaSACLag",
-        dict(
-            epsilon_objective="nonlinear",
-            constraint_states="initial",
-            nu_optimizer="sgd",
-            nu_learning_rate=0.1,
-            min_entropy="-2*dim",
-        ),
-    ),
-    "metasaclag-init-sgdnu-entband": (
-        "MetaSACLag",
-        dict(
-            epsilon_objective="nonlinear",
-            constraint_states="initial",
-            nu_optimizer="sgd",
-            nu_learning_rate=0.1,
-            min_entropy="-2*dim",
-            max_entropy="0*dim",
-        ),
-    ),
+    "metasaclag-init-sgdnu-ent2": ("MetaSACLag", dict(_INIT_SGDNU, min_entropy="-2*dim")),
+    "metasaclag-init-sgdnu-entband": ("MetaSACLag", dict(_INIT_SGDNU, min_entropy="-2*dim", max_entropy="0*dim")),
     "metasaclag-sgdnu": ("MetaSACLag", dict(epsilon_objective="linear", nu_optimizer="sgd", nu_learning_rate=0.1)),
     "metasaclag-sgdnu-band": (
         "MetaSACLag",
