@@ -4,10 +4,10 @@ import os
 
 from sb3_metasaclag.envs import register_envs
 from sb3_metasaclag.export import export_policy
-from sb3_metasaclag.meta_sac_lag import MetaSACLag
-from sb3_metasaclag.rcpo_meta_sac import RCPOMetaSAC
+from sb3_metasaclag.metasaclag import MetaSACLag
+from sb3_metasaclag.rcpo_metasac import RCPOMetaSAC
 from sb3_metasaclag.rcpo_sac import RCPOSAC
-from sb3_metasaclag.sac_lag import SACLag
+from sb3_metasaclag.saclag import SACLag
 
 # Read version from file
 version_file = os.path.join(os.path.dirname(__file__), "version.txt")

@@ -44,10 +44,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from sb3_metasaclag.meta_sac_lag import MetaSACLag
-from sb3_metasaclag.rcpo_meta_sac import RCPOMetaSAC
+from sb3_metasaclag.metasaclag import MetaSACLag
+from sb3_metasaclag.rcpo_metasac import RCPOMetaSAC
 from sb3_metasaclag.rcpo_sac import RCPOSAC
-from sb3_metasaclag.sac_lag import SACLag
+from sb3_metasaclag.saclag import SACLag
 
 #: The ``--algo`` names this package adds to RL Zoo.
 ZOO_ALGOS: dict[str, type[BaseAlgorithm]] = {

@@ -3,7 +3,7 @@
 python scripts/nav_experiment.py NAME [--steps 20000] [--every 5000] [--seed 0] [--descent] [key=value ...]
 
 ``key=value`` pairs are MetaSACLag arguments (numbers or strings), e.g. ``alpha_learning_rate=0.0003``
-``epsilon_objective=nonlinear``, ``epsilon_batch=mixed``, ``main_batch=all``, ``learn_alpha=0 alpha=0.05`` (0 reads
+``epsilon_objective=nonlinear``, ``epsilon_batch=mixed``, ``policy_batch=all``, ``learn_alpha=0 alpha=0.05`` (0 reads
 as False). ``--descent`` flips the epsilon optimiser to descent on its objective (an experiment, not a supported
 option). Networks are [64, 64], one torch thread; each line printed is JSON, with
 the share of gradient steps whose meta-gradients of ``epsilon`` and ``alpha`` were negative.

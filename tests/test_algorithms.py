@@ -68,7 +68,7 @@ def test_resume_without_reset_continues_the_episode_in_progress(tmp_path, model_
     loaded = model_class.load(tmp_path / "model", env=env, force_reset=False)
     assert loaded._last_obs is not None
     loaded.learn(20, reset_num_timesteps=False)
-    assert loaded.num_timesteps == 110 and loaded._episode_costs.shape == (2,)
+    assert loaded.num_timesteps == 110
     other = make_vec_env("SafeNavigation2DSoft-v0", n_envs=2, seed=1)
     other.reset()
     reloaded = model_class.load(tmp_path / "model")
@@ -306,10 +306,10 @@ class _AlwaysViolatingEnv(_GoodEnv):
 
 @pytest.mark.parametrize("model_class", MODEL_LIST)
 def test_training_waits_for_non_violating_transitions_only_when_it_needs_them(model_class):
-    model = model_class("MlpPolicy", _AlwaysViolatingEnv(), **SMALL)  # main_batch="all": every transition is usable
+    model = model_class("MlpPolicy", _AlwaysViolatingEnv(), **SMALL)  # policy_batch="all": every transition is usable
     model.learn(100)
     assert model.replay_buffer.non_violating_size() == 0 and model._n_updates > 0
-    waiting = model_class("MlpPolicy", _AlwaysViolatingEnv(), main_batch="non_violating", **SMALL)
+    waiting = model_class("MlpPolicy", _AlwaysViolatingEnv(), policy_batch="non_violating", **SMALL)
     with pytest.warns(UserWarning, match="Every transition collected so far violates"):
         waiting.learn(100)
     assert waiting._n_updates == 0

@@ -17,6 +17,10 @@ def test_the_site_builds_in_strict_mode(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "meta_sac_lag" / "index.html").exists()
+    # The API reference is generated from the docstrings (mkdocstrings): MetaSACLag's arguments are documented there.
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    for text in ("sb3_metasaclag.MetaSACLag", "policy_batch", "evaluate_safe_policy", "SafeEvalCallback"):
+        assert text in api, text
 
 
 def test_the_readme_links_to_pages_that_exist():

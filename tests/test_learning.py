@@ -53,17 +53,17 @@ def test_navigation_reaches_goal_safely_and_compare_with_sac(capsys):
 
 
 @pytest.mark.slow
-def test_navigation_with_alpha_held_and_every_transition_in_the_main_batch(capsys):
+def test_navigation_with_alpha_held_and_every_transition_in_the_policy_batch(capsys):
     # The fixed-alpha ablation on the same task: with alpha held at a SAC-like value and the reward critics learning
-    # from every transition (main_batch="all", Appendix B's D), the agent finds the way around the hazard. Its epsilon
+    # from every transition (policy_batch="all", Appendix B's D), the agent finds the way around the hazard. Its epsilon
     # and nu are still learned; by 50,000 steps epsilon has risen to 1 and nu fallen to 0, since entering the hazard
-    # ends the episode and the reward critics see that. With main_batch="non_violating" the same run ends with every
+    # ends the episode and the reward critics see that. With policy_batch="non_violating" the same run ends with every
     # episode in the hazard (docs/known_answers.md).
     model = MetaSACLag(
-        "MlpPolicy", "SafeNavigation2D-v0", main_batch="all", learn_alpha=False, alpha=0.05, seed=0, **NAVIGATION
+        "MlpPolicy", "SafeNavigation2D-v0", policy_batch="all", learn_alpha=False, alpha=0.05, seed=0, **NAVIGATION
     )
     ours = _learn_navigation(model)
     with capsys.disabled():
-        print(f"\nSafeNavigation2D-v0, 50,000 steps, main_batch='all', alpha held at 0.05: {ours}")
+        print(f"\nSafeNavigation2D-v0, 50,000 steps, policy_batch='all', alpha held at 0.05: {ours}")
     assert ours["success"] >= 0.8
     assert ours["violation"] <= 0.1

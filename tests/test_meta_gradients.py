@@ -7,7 +7,7 @@ import pytest
 import torch as th
 
 from sb3_metasaclag import MetaSACLag, RCPOMetaSAC
-from sb3_metasaclag.meta_sac_lag.reference import meta_gradients_autograd
+from sb3_metasaclag.metasaclag.reference import meta_gradients_autograd
 
 SEED_INNER = 123
 H = 1e-4

@@ -1,5 +1,8 @@
 """MetaSACLag as an SB3 algorithm: arguments, errors, logging, saving and loading."""
 
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 
 from sb3_metasaclag import MetaSACLag, RCPOMetaSAC, SACLag
-from sb3_metasaclag.meta_sac_lag.meta_sac_lag import LOG_ALPHA_MIN
+from sb3_metasaclag.metasaclag.metasaclag import LOG_ALPHA_MIN
 
 SMALL = dict(
     learning_starts=50, batch_size=32, n_initial_states=8, initial_state_batch_size=8, policy_kwargs=dict(net_arch=[16])
@@ -175,8 +178,8 @@ def test_env_without_cost_fails_at_first_step_with_advice():
         (dict(alpha=float("nan")), "alpha must lie in"),
         (dict(nu_learning_rate=0.0), "nu_learning_rate must lie in"),
         (dict(epsilon_objective="quadratic"), "epsilon_objective must be one of"),
-        (dict(epsilon_batch="violations"), "epsilon_batch must be 'main' or 'mixed'"),
-        (dict(main_batch="safe"), "main_batch must be one of"),
+        (dict(epsilon_batch="violations"), "epsilon_batch must be one of"),
+        (dict(policy_batch="safe"), "policy_batch must be one of"),
         (dict(meta_gradient_method="magic"), "meta_gradient_method"),
         (dict(rmsprop_kwargs=dict(centered=True)), "non-centered RMSProp"),
         (dict(violation_threshold=-0.1), "violation_threshold must lie in"),
@@ -283,11 +286,11 @@ def test_mixed_epsilon_batch_draws_half_from_the_safety_buffer(tmp_path):
 
 
 @pytest.mark.parametrize("algorithm, batches_per_update", [(MetaSACLag, 2), (SACLag, 1)])
-@pytest.mark.parametrize("main_batch", ["non_violating", "all"])
-def test_main_batch_decides_whether_violations_reach_the_reward_critics(algorithm, batches_per_update, main_batch, tmp_path):
-    model = algorithm("MlpPolicy", "SafeBandit-v0", main_batch=main_batch, seed=0, **SMALL)
+@pytest.mark.parametrize("policy_batch", ["non_violating", "all"])
+def test_policy_batch_decides_whether_violations_reach_reward_critics(algorithm, batches_per_update, policy_batch, tmp_path):
+    model = algorithm("MlpPolicy", "SafeBandit-v0", policy_batch=policy_batch, seed=0, **SMALL)
     violations_per_batch, critic_batches = [], []
-    sample, train_critic = model.sample_main_batch, model._train_critic
+    sample, train_critic = model.sample_policy_batch, model._train_critic
 
     def spy_sample(batch_size):
         batch = sample(batch_size)
@@ -298,18 +301,69 @@ def test_main_batch_decides_whether_violations_reach_the_reward_critics(algorith
         critic_batches.append(data.violations.sum().item())
         return train_critic(data, *args)
 
-    model.sample_main_batch, model._train_critic = spy_sample, spy_critic
+    model.sample_policy_batch, model._train_critic = spy_sample, spy_critic
     model.learn(300)
     # Random actions on the bandit violate in about a quarter of the episodes.
     assert model.replay_buffer.safety.size() > 0
-    # B for the critics and the actor, and B' for MetaSACLag's epsilon step, all come from sample_main_batch.
+    # B for the critics and the actor, and B' for MetaSACLag's epsilon step, all come from sample_policy_batch.
     assert len(violations_per_batch) == batches_per_update * model._n_updates > 0
     assert len(critic_batches) == model._n_updates
-    if main_batch == "all":
+    if policy_batch == "all":
         assert sum(critic_batches) > 0
         # MetaSACLag's B' holds violating transitions as well.
         assert (sum(violations_per_batch) > sum(critic_batches)) == (batches_per_update == 2)
     else:
         assert sum(violations_per_batch) == 0
     model.save(tmp_path / "model")
-    assert algorithm.load(tmp_path / "model").main_batch == main_batch
+    assert algorithm.load(tmp_path / "model").policy_batch == policy_batch
+
+
+def test_renamed_batch_arguments_still_work_with_a_deprecation_warning(tmp_path):
+    with pytest.warns(DeprecationWarning, match="main_batch= was renamed policy_batch="):
+        model = MetaSACLag("MlpPolicy", "SafeBandit-v0", main_batch="non_violating", seed=0, **SMALL)
+    assert model.policy_batch == "non_violating" and not hasattr(model, "main_batch")
+    with pytest.warns(DeprecationWarning, match="main_batch= was renamed"):
+        assert SACLag("MlpPolicy", "SafeBandit-v0", main_batch="non_violating", **SMALL).policy_batch == "non_violating"
+    with pytest.warns(DeprecationWarning, match="epsilon_batch='main' was renamed epsilon_batch='like_policy'"):
+        assert MetaSACLag("MlpPolicy", "SafeBandit-v0", epsilon_batch="main", **SMALL).epsilon_batch == "like_policy"
+    model.learn(100)
+    with pytest.warns(DeprecationWarning, match="sample_policy_batch"):
+        batch = model.sample_main_batch(16)
+    assert batch.violations.sum().item() == 0  # drawn from the non-violating transitions, as policy_batch says
+
+
+def test_a_model_saved_under_the_old_batch_names_loads_with_the_new_ones(tmp_path):
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", policy_batch="non_violating", seed=0, **SMALL)
+    # What a file written before the rename holds: the attributes under their old names and values.
+    model.__dict__["main_batch"] = model.__dict__.pop("policy_batch")
+    model.epsilon_batch = "main"
+    model.save(tmp_path / "old")
+    loaded = MetaSACLag.load(tmp_path / "old")
+    assert loaded.policy_batch == "non_violating" and loaded.epsilon_batch == "like_policy"
+    assert "main_batch" not in loaded.__dict__
+
+
+@pytest.mark.parametrize(
+    "old, new, name",
+    [
+        ("sb3_metasaclag.meta_sac_lag.meta_sac_lag", "sb3_metasaclag.metasaclag.metasaclag", "MetaSACLag"),
+        ("sb3_metasaclag.meta_sac_lag.reference", "sb3_metasaclag.metasaclag.reference", "meta_gradients_autograd"),
+        ("sb3_metasaclag.sac_lag", "sb3_metasaclag.saclag", "SACLag"),
+        ("sb3_metasaclag.rcpo_meta_sac.rcpo_meta_sac", "sb3_metasaclag.rcpo_metasac.rcpo_metasac", "RCPOMetaSAC"),
+    ],
+)
+def test_the_old_algorithm_folders_import_with_a_deprecation_warning(old, new, name):
+    # In a fresh interpreter: the warning is given once, on the first import of the old package.
+    code = (
+        "import importlib, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        f"    old = importlib.import_module({old!r})\n"
+        f"new = importlib.import_module({new!r})\n"
+        f"assert getattr(old, {name!r}) is getattr(new, {name!r})\n"
+        "print([str(w.message) for w in caught if w.category is DeprecationWarning])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    package = new if name == "SACLag" else new.rsplit(".", 1)[0]
+    assert f"{old.split('.')[0]}.{old.split('.')[1]} was renamed {package}" in result.stdout
+    assert "the old import path will be removed in the next release" in result.stdout

@@ -8,7 +8,7 @@ import pytest
 from gymnasium import spaces
 
 from sb3_metasaclag import MetaSACLag, SACLag
-from sb3_metasaclag.common.costs import MissingCostError, get_cost
+from sb3_metasaclag.common.costs import MissingCostError, get_cost, is_violation
 from sb3_metasaclag.common.wrappers import CostFunction, CostMonitor, HardConstraint, SafetyGymnasiumToGymnasium
 
 
@@ -184,7 +184,8 @@ def test_the_monitor_the_algorithm_makes_counts_with_its_violation_threshold(alg
     # A CostMonitor the user made keeps the threshold it was given.
     own = CostMonitor(make(), violation_threshold=0.1)
     model = algorithm("MlpPolicy", own, violation_threshold=0.5, learning_starts=100, policy_kwargs=dict(net_arch=[8]))
-    model.learn(20)
+    with pytest.warns(UserWarning, match="Give both the same threshold"):
+        model.learn(20)
     assert own.violation_threshold == 0.1 and [info["v"] for info in model.ep_info_buffer] == [20]
 
 
@@ -213,3 +214,79 @@ def test_evaluation_on_a_vec_env_matches_the_plain_env():
     vec = evaluate_safe_policy(Scripted(), make_vec_env("SafeBandit-v0", n_envs=3), 6)
     assert vec == pytest.approx(plain, nan_ok=True)
     assert vec["violation"] == 1.0
+
+
+def test_is_violation_is_cost_above_the_threshold():
+    assert is_violation(0.3) and not is_violation(0.0) and not is_violation(0.5, 0.5) and is_violation(0.6, 0.5)
+    np.testing.assert_array_equal(is_violation(np.array([0.0, 0.3, 0.5, 0.7]), 0.3), [False, False, True, True])
+
+
+def _random_cost_env(steps: int = 20):
+    """Pendulum whose cost is |torque| / 2, in [0, 1]: a violation threshold of 0.5 splits the steps."""
+    return CostFunction(
+        gym.make("Pendulum-v1", max_episode_steps=steps), lambda obs, action, next_obs, info: float(abs(action[0])) / 2
+    )
+
+
+@pytest.mark.parametrize("vec", [False, True])
+def test_one_violation_threshold_reaches_monitor_buffer_training_and_evaluation(vec):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_metasaclag.common.evaluation import evaluate_safe_policy
+
+    threshold = 0.5
+    # A plain env gets the algorithm's CostMonitor; a VecEnv built by the user (plain SB3 Monitors) a VecCostMonitor.
+    env = make_vec_env(_random_cost_env, n_envs=2, seed=0) if vec else _random_cost_env()
+    model = SACLag("MlpPolicy", env, violation_threshold=threshold, learning_starts=30, batch_size=16, seed=0,
+                   policy_kwargs=dict(net_arch=[8]))  # fmt: skip
+    model.learn(80)  # 4 episodes of 20 steps in all, learning from step 30
+    buffer = model.replay_buffer
+    stored = buffer.costs[: buffer.pos].ravel()
+    assert 0 < np.count_nonzero(stored > threshold) < stored.size  # both kinds of step occur
+    # Buffer: D_s holds exactly the steps above the threshold.
+    assert buffer.n_violating == buffer.safety.size() == np.count_nonzero(stored > threshold)
+    # Monitor: the episode records count the same steps (every stored step belongs to a finished episode).
+    assert sum(count for _, count in model.ep_cost_buffer) == np.count_nonzero(stored > threshold)
+    assert sum(cost for cost, _ in model.ep_cost_buffer) == pytest.approx(stored.sum(), abs=1e-4)
+    # Training: the indicator c of a sampled batch is cost > threshold.
+    batch = buffer.sample(64)
+    np.testing.assert_array_equal(batch.violations.numpy().ravel(), (batch.costs.numpy().ravel() > threshold))
+    # Evaluation: the model's threshold, checked against a rollout of the same episodes.
+    summary = evaluate_safe_policy(model, _random_cost_env(), 3, seed=7)
+    probe, violated = _random_cost_env(), []
+    for episode in range(3):
+        obs, _ = probe.reset(seed=7 + episode)
+        flags, done = [], False
+        while not done:
+            obs, _, terminated, truncated, info = probe.step(model.predict(obs, deterministic=True)[0])
+            flags.append(info["cost"] > threshold)
+            done = terminated or truncated
+        violated.append(any(flags))
+    assert summary["violation"] == pytest.approx(np.mean(violated))
+
+
+def test_a_users_vec_env_without_cost_monitor_still_records_episode_costs():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sb3_metasaclag.common.callbacks import SafetyHistoryCallback
+    from sb3_metasaclag.common.wrappers import VecCostMonitor
+
+    history = SafetyHistoryCallback()
+    # No Monitor at all: VecCostMonitor writes r, l and t as well.
+    env = DummyVecEnv([_random_cost_env, _random_cost_env])
+    model = MetaSACLag("MlpPolicy", env, learning_starts=100, policy_kwargs=dict(net_arch=[8]), seed=0)
+    assert isinstance(model.get_env(), VecCostMonitor)
+    model.learn(120, callback=history)  # 60 steps of each env: 3 episodes each
+    assert len(history.history["cost"]) == 6 and set(history.history) >= {"return", "violations"}
+    assert [info["l"] for info in model.ep_info_buffer] == [20] * 6
+    assert history.history["violations"] == [float(v) for _, v in model.ep_cost_buffer]
+    # A model given its own env back does not wrap it twice.
+    model.set_env(model.get_env())
+    assert isinstance(model.get_env(), VecCostMonitor) and not isinstance(model.get_env().venv, VecCostMonitor)
+
+
+def test_a_user_cost_monitor_with_another_threshold_is_reported():
+    model = SACLag("MlpPolicy", CostMonitor(_random_cost_env(), violation_threshold=0.1), violation_threshold=0.5,
+                   learning_starts=100, policy_kwargs=dict(net_arch=[8]))  # fmt: skip
+    with pytest.warns(UserWarning, match=r"counts violations above \[0.1\].*violation_threshold=0.5"):
+        model.learn(20)

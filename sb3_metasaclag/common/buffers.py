@@ -3,7 +3,7 @@
 Algorithm 1 of the paper stores a transition in ``D`` when it does not violate the constraint and in ``D_s`` when it
 does (lines 8-11), while its Appendix B says that ``D`` stores all the transitions; it keeps the observations returned
 by ``reset()`` in ``D_0`` (line 2 and every episode start). Here SB3's store holds every transition with its cost (so
-both readings of ``D`` are a sampling choice, see ``main_batch``), ``D_s`` keeps the violating ones for longer, and
+both readings of ``D`` are a sampling choice, see ``policy_batch``), ``D_s`` keeps the violating ones for longer, and
 ``D_0`` the reset observations.
 """
 
@@ -19,7 +19,7 @@ from stable_baselines3.common.preprocessing import get_action_dim, get_obs_shape
 from stable_baselines3.common.type_aliases import TensorDict
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_metasaclag.common.costs import get_costs
+from sb3_metasaclag.common.costs import get_costs, is_violation
 
 __all__ = [
     "ConstraintDictReplayBuffer",
@@ -250,7 +250,7 @@ class ConstraintReplayBuffer(ReplayBuffer):
         reward = np.asarray(reward, dtype=np.float32).reshape(self.n_envs)
         if not np.all(np.isfinite(reward)):
             raise ValueError(f"Rewards must be finite, got {reward.tolist()}; nothing was stored.")
-        violating = costs > self.violation_threshold
+        violating = is_violation(costs, self.violation_threshold)
         timeouts = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool)
         dones = np.asarray(done, dtype=np.float32).reshape(self.n_envs) * (1 - timeouts)
         action = np.asarray(action).reshape((self.n_envs, self.action_dim))
@@ -258,7 +258,7 @@ class ConstraintReplayBuffer(ReplayBuffer):
         super().add(obs, next_obs, action, reward, done, infos)  # type: ignore[arg-type]
         # SB3's row is in: its cost beside it, the count of violations in the store, and D_s.
         if overwriting:  # the row just overwritten has left the store
-            self.n_violating -= int(np.count_nonzero(self.costs[row] > self.violation_threshold))
+            self.n_violating -= int(np.count_nonzero(is_violation(self.costs[row], self.violation_threshold)))
         self.costs[row] = costs
         self.n_violating += int(np.count_nonzero(violating))
         self.safety.add(violating, obs, next_obs, action, reward, costs, dones, stamp=self.n_steps_added)
@@ -291,7 +291,7 @@ class ConstraintReplayBuffer(ReplayBuffer):
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> ConstraintReplayBufferSamples:  # type: ignore[override]
         """A batch drawn uniformly from every transition kept: the store, and the violations of ``D_s`` it has
         overwritten (the paper's ``D u D_s``). Batches of the safety critics, and of the reward critics and the actor
-        under ``main_batch="all"``."""
+        under ``policy_batch="all"``."""
         if self.size() == 0:
             raise RuntimeError("The replay buffer is empty.")
         evicted = self._evicted_violations()
@@ -338,7 +338,7 @@ class ConstraintReplayBuffer(ReplayBuffer):
         steps, envs = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         while len(steps) < batch_size:  # rejection: accepted draws are uniform over the non-violating transitions
             candidates = self._store_indices(2 * batch_size)
-            keep = self.costs[candidates] <= self.violation_threshold
+            keep = ~is_violation(self.costs[candidates], self.violation_threshold)
             steps, envs = np.concatenate([steps, candidates[0][keep]]), np.concatenate([envs, candidates[1][keep]])
         return self._store_batch(steps[:batch_size], envs[:batch_size])
 
@@ -372,7 +372,7 @@ class ConstraintReplayBuffer(ReplayBuffer):
 
     def _to_samples(self, batch: tuple[Any, ...], env: VecNormalize | None) -> ConstraintReplayBufferSamples:
         obs, actions, next_obs, dones, rewards, costs = batch
-        violations = (costs > self.violation_threshold).astype(np.float32)
+        violations = is_violation(costs, self.violation_threshold).astype(np.float32)
         rewards = self._normalize_reward(rewards.reshape(-1, 1), env)
         return ConstraintReplayBufferSamples(
             observations=self._observation_tensor(obs, env),

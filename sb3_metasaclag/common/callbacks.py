@@ -19,7 +19,20 @@ __all__ = [
     "SafeEvalCallback",
     "SafetyHistoryCallback",
     "outer_values",
+    "record_episode_costs",
 ]
+
+
+def record_episode_costs(logger: Any, ep_info_buffer: Any) -> None:
+    """Record ``rollout/ep_cost_mean``, ``rollout/ep_violations_mean`` (violating steps per episode) and
+    ``rollout/violation_rate`` (share of episodes with a violating step) from the episode infos of a
+    :class:`~sb3_metasaclag.common.wrappers.CostMonitor` (or ``VecCostMonitor``) in SB3's ``ep_info_buffer``; nothing
+    when no episode with a cost has finished."""
+    episodes = [info for info in (ep_info_buffer or []) if "c" in info]
+    if episodes:
+        logger.record("rollout/ep_cost_mean", safe_mean([info["c"] for info in episodes]))
+        logger.record("rollout/ep_violations_mean", safe_mean([info["v"] for info in episodes]))
+        logger.record("rollout/violation_rate", float(np.mean([info["v"] > 0 for info in episodes])))
 
 
 def outer_values(model: Any) -> dict[str, float]:
@@ -85,11 +98,7 @@ class CostLoggerCallback(BaseCallback):
     def _on_step(self) -> bool:
         dones = self.locals.get("dones")
         if dones is not None and np.any(dones):
-            episodes = [info for info in (self.model.ep_info_buffer or []) if "c" in info]
-            if episodes:
-                self.logger.record("rollout/ep_cost_mean", safe_mean([info["c"] for info in episodes]))
-                self.logger.record("rollout/ep_violations_mean", safe_mean([info["v"] for info in episodes]))
-                self.logger.record("rollout/violation_rate", float(np.mean([info["v"] > 0 for info in episodes])))
+            record_episode_costs(self.logger, self.model.ep_info_buffer)
         return True
 
 

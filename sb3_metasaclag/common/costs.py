@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MissingCostError", "get_cost", "get_costs"]
+__all__ = ["MissingCostError", "get_cost", "get_costs", "is_violation"]
 
 #: The largest cost the float32 buffers can store (a larger finite cost would be stored as inf).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -73,3 +73,18 @@ def get_cost(info: dict[str, Any], source: str | None = None) -> float:
 def get_costs(infos: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> np.ndarray:
     """Validated costs of a vectorized step, one per environment (float32 array of shape ``(n_envs,)``)."""
     return np.array([get_cost(info) for info in infos], dtype=np.float32)
+
+
+def is_violation(cost: Any, threshold: float = 0.0) -> Any:
+    """Whether a step violates the constraint: its cost exceeds ``threshold`` (the paper's ``c = 1[cost > threshold]``).
+
+    The one place the package decides it: the monitors, the replay buffer, the training logs and the evaluation all
+    call this function with the algorithm's ``violation_threshold``.
+
+    :param cost: A step's cost (a float) or an array of costs.
+    :param threshold: The violation threshold (``violation_threshold`` of the algorithms; 0 by default).
+    :return: A bool for a float, a boolean array for an array.
+    """
+    if isinstance(cost, np.ndarray):
+        return cost > threshold
+    return bool(cost > threshold)

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_metasaclag.common.costs import get_cost
+from sb3_metasaclag.common.costs import get_cost, is_violation
 
 __all__ = ["evaluate_safe_policy"]
 
@@ -47,7 +47,7 @@ def evaluate_safe_policy(
             cost = get_cost(info)
             total_reward += float(reward)
             total_cost += cost
-            violated = violated or cost > threshold
+            violated = violated or is_violation(cost, threshold)
             if terminated or truncated:
                 break
         returns.append(total_reward)
@@ -78,7 +78,7 @@ def _vec_episodes(
             cost = get_cost(info)
             totals[index] += float(rewards[index])
             total_costs[index] += cost
-            violated[index] |= cost > threshold
+            violated[index] |= is_violation(cost, threshold)
             if dones[index]:
                 if counts[index] < targets[index]:
                     returns.append(float(totals[index]))

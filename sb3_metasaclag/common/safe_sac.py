@@ -14,7 +14,6 @@ import os
 import pathlib
 import uuid
 import warnings
-from collections import deque
 from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
@@ -26,8 +25,8 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy, ContinuousCritic
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import get_parameters_by_name, polyak_update, safe_mean
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.patch_gym import _patch_env
 from stable_baselines3.sac.policies import Actor
 from torch.nn import functional as F
@@ -38,16 +37,27 @@ from sb3_metasaclag.common.buffers import (
     ConstraintReplayBufferSamples,
     constraint_buffer_class,
 )
+from sb3_metasaclag.common.callbacks import record_episode_costs
 from sb3_metasaclag.common.costs import get_costs
+from sb3_metasaclag.common.deprecation import renamed_argument
 from sb3_metasaclag.common.lagrangian import NU_OPTIMIZERS, LagrangeMultiplier
 from sb3_metasaclag.common.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SafeSACPolicy
-from sb3_metasaclag.common.wrappers import CostMonitor
+from sb3_metasaclag.common.wrappers import CostMonitor, VecCostMonitor
 
 __all__ = ["SafeSACBase"]
 
 SelfSafeSACBase = TypeVar("SelfSafeSACBase", bound="SafeSACBase")
 
-MAIN_BATCHES = ("non_violating", "all")
+POLICY_BATCHES = ("non_violating", "all")
+
+
+def _find_vec_cost_monitor(env: VecEnv) -> VecCostMonitor | None:
+    """The :class:`VecCostMonitor` among the VecEnv wrappers of ``env``, if any."""
+    while isinstance(env, VecEnvWrapper):
+        if isinstance(env, VecCostMonitor):
+            return env
+        env = env.venv
+    return None
 
 
 def check_range(name: str, value: float, low: float, high: float, low_open: bool = False, high_open: bool = False) -> None:
@@ -157,7 +167,7 @@ def check_arguments(
     nu_learning_rate: float,
     epsilon: float,
     epsilon_max: float,
-    main_batch: str,
+    policy_batch: str,
     violation_threshold: float,
     n_initial_states: int,
     initial_state_batch_size: int,
@@ -183,8 +193,8 @@ def check_arguments(
     check_range("epsilon_max", epsilon_max, 0.0, 1.0, low_open=True)
     check_range("epsilon", epsilon, 0.0, epsilon_max)
     check_range("violation_threshold", violation_threshold, 0.0, math.inf, high_open=True)
-    if main_batch not in MAIN_BATCHES:
-        raise ValueError(f"main_batch must be one of {MAIN_BATCHES}, got {main_batch!r}")
+    if policy_batch not in POLICY_BATCHES:
+        raise ValueError(f"policy_batch must be one of {POLICY_BATCHES}, got {policy_batch!r}")
     _check_whole("n_initial_states", n_initial_states, 0)
     _check_whole("initial_state_batch_size", initial_state_batch_size, 1)
     _check_whole("initial_state_buffer_size", initial_state_buffer_size, 1)
@@ -217,11 +227,12 @@ class SafeSACBase(OffPolicyAlgorithm):
         to the gap ``J_c - epsilon`` (RMSProp's steps are about the learning rate whatever a steady gap's size).
     :param epsilon: (Initial) safety threshold ``epsilon`` on ``E[Qc]``.
     :param epsilon_max: Upper bound of ``epsilon`` (``Qc`` is a discounted probability, so 1 by default).
-    :param main_batch: Transitions of the batch ``B`` (reward critics, ``nu`` and the actor) and of ``B'``:
+    :param policy_batch: Transitions of the batch ``B`` (reward critics, ``nu`` and the actor) and of ``B'``:
         ``"all"`` (default) draws uniformly from every transition, ``D u D_s`` (Appendix B: "the main replay buffer
         D stores all the transitions"), so that the reward critics see the episodes that end in a violation;
         ``"non_violating"`` draws from ``D`` only (Algorithm 1, lines 7-10: ``D`` holds the transitions with
         ``c = 0``). Each transition is stored once either way.
+    :param main_batch: Deprecated name of ``policy_batch`` (kept for one release, with a warning).
     :param violation_threshold: A transition violates the constraint when ``info["cost"]`` exceeds it.
     :param n_initial_states: Reset observations collected into ``D_0`` before learning (then one per episode).
     :param initial_state_batch_size: Batch size drawn from ``D_0``.
@@ -270,7 +281,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         nu_optimizer: Literal["rmsprop", "sgd"] = "rmsprop",
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
-        main_batch: Literal["non_violating", "all"] = "all",
+        policy_batch: Literal["non_violating", "all"] = "all",
         violation_threshold: float = 0.0,
         n_initial_states: int = 32,
         initial_state_batch_size: int = 256,
@@ -287,8 +298,10 @@ class SafeSACBase(OffPolicyAlgorithm):
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
         optimize_memory_usage: bool = False,
+        main_batch: str | None = None,
         _init_setup_model: bool = True,
     ) -> None:
+        policy_batch = renamed_argument("main_batch", main_batch, "policy_batch", policy_batch)
         check_sac_only_arguments(type(self).__name__, replay_buffer_class, use_sde, optimize_memory_usage)
         if nu_optimizer not in NU_OPTIMIZERS:
             raise ValueError(f"nu_optimizer must be one of {NU_OPTIMIZERS}, got {nu_optimizer!r}")
@@ -319,7 +332,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         )
         self.target_update_interval = target_update_interval
         self.violation_threshold = float(violation_threshold)
-        self.main_batch = main_batch
+        self.policy_batch = policy_batch
         self.gamma_c = float(gamma_c)
         self.initial_nu = float(nu)
         self.nu_learning_rate = float(nu_learning_rate)
@@ -330,15 +343,18 @@ class SafeSACBase(OffPolicyAlgorithm):
         self.initial_state_batch_size = int(initial_state_batch_size)
         self.initial_state_buffer_size = int(initial_state_buffer_size)
         self.rmsprop_kwargs = dict(rmsprop_kwargs or {})
-        self.ep_cost_buffer: deque | None = None
         #: Saved with the model, so that ``load`` can say which algorithm a file belongs to.
         self.algorithm = type(self).__name__
-        self._warned_empty_main = False
+        self._warned_empty_non_violating = False
         if _init_setup_model:
             self._setup_model()
 
     # Set-up ---------------------------------------------------------------------------------------------------------
     def _setup_model(self) -> None:
+        # A model saved before the batch source was named policy_batch.
+        if "main_batch" in self.__dict__:
+            self.policy_batch = self.__dict__.pop("main_batch")
+            self.__dict__.pop("_warned_empty_main", None)
         # Here rather than in the constructor, so that load(), which sets the attributes from a file without the
         # constructor's arguments, goes through the same checks.
         check_arguments(
@@ -354,7 +370,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             nu_learning_rate=self.nu_learning_rate,
             epsilon=self.initial_epsilon,
             epsilon_max=self.epsilon_max,
-            main_batch=self.main_batch,
+            policy_batch=self.policy_batch,
             violation_threshold=self.violation_threshold,
             n_initial_states=self.n_initial_states,
             initial_state_batch_size=self.initial_state_batch_size,
@@ -413,7 +429,12 @@ class SafeSACBase(OffPolicyAlgorithm):
             if not is_wrapped(env, Monitor):
                 env = CostMonitor(env)
                 env.made_by_algorithm = True
-        return OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
+        vec_env = OffPolicyAlgorithm._wrap_env(env, verbose, monitor_wrapper)
+        # A VecEnv built without a CostMonitor in each environment gets the same bookkeeping as a whole.
+        if monitor_wrapper and _find_vec_cost_monitor(vec_env) is None and not all(vec_env.env_is_wrapped(CostMonitor)):
+            vec_env = VecCostMonitor(vec_env)
+            vec_env.made_by_algorithm = True
+        return vec_env
 
     # Current values -------------------------------------------------------------------------------------------------
     @property
@@ -448,21 +469,34 @@ class SafeSACBase(OffPolicyAlgorithm):
                 "environment to start from its reset, instead of continuing."
             )
         self._interrupted_by: str | None = None
-        # The monitor made by _wrap_env counts violations with this algorithm's threshold.
-        self.env.env_method("adopt_violation_threshold", self.violation_threshold, indices=self._own_monitors())
+        # The monitors made by _wrap_env count violations with this algorithm's threshold.
+        own = self._own_monitors()
+        adopted = self.env.env_method("adopt_violation_threshold", self.violation_threshold, indices=own)
+        vec_monitor = _find_vec_cost_monitor(self.env)
+        if vec_monitor is not None:
+            vec_monitor.adopt_violation_threshold(self.violation_threshold)
+        else:
+            others = [index for index, taken in zip(own, adopted) if not taken]
+            thresholds = set(self.env.get_attr("violation_threshold", indices=others)) if others else set()
+            if thresholds - {self.violation_threshold}:
+                warnings.warn(
+                    f"The CostMonitor you wrapped the environment in counts violations above {sorted(thresholds)}, "
+                    f"this model above violation_threshold={self.violation_threshold}: the buffer and the training "
+                    "follow the model's, the episode logs (rollout/ep_violations_mean, rollout/violation_rate) the "
+                    "monitor's. Give both the same threshold."
+                )
         will_reset = reset_num_timesteps or self._last_obs is None
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         if will_reset:
             self.replay_buffer.add_initial_states(self._original_obs())
-        # Episode tallies are not saved: a model loaded (or given a new env) without a reset continues the episodes in
-        # progress from zero, as SB3's Monitor does after load.
-        tallies: np.ndarray | None = getattr(self, "_episode_costs", None)
-        if will_reset or tallies is None or len(tallies) != self.n_envs:
-            self._episode_costs: np.ndarray = np.zeros(self.n_envs)
-            self._episode_violations = np.zeros(self.n_envs, dtype=np.int64)
-        if self.ep_cost_buffer is None or reset_num_timesteps:
-            self.ep_cost_buffer = deque(maxlen=self._stats_window_size)
         return result
+
+    @property
+    def ep_cost_buffer(self) -> list[tuple[float, int]]:
+        """``(cost, violating steps)`` of the last finished episodes (up to ``stats_window_size``), read from the
+        episode infos of the env's :class:`CostMonitor` / :class:`VecCostMonitor` in SB3's ``ep_info_buffer``: the
+        one record of episode costs, which the logs and the callbacks read too."""
+        return [(float(info["c"]), int(info["v"])) for info in (self.ep_info_buffer or []) if "c" in info]
 
     def _own_monitors(self) -> list[int]:
         """Indices of the sub-environments whose outermost wrapper is a :class:`CostMonitor`."""
@@ -486,7 +520,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         infos: list[dict[str, Any]],
     ) -> None:
         try:  # everything is checked before anything is stored
-            costs = get_costs(infos)
+            get_costs(infos)
             self._check_step(new_obs, reward, dones, infos)
         except ValueError as error:
             # SB3 has already advanced num_timesteps and _last_obs is one step behind the env: continuing this run
@@ -494,14 +528,7 @@ class SafeSACBase(OffPolicyAlgorithm):
             self._interrupted_by = f"{type(error).__name__}: {error}"
             raise
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[arg-type]
-        self._episode_costs += costs
-        self._episode_violations += costs > self.violation_threshold
         if np.any(dones):
-            assert self.ep_cost_buffer is not None
-            for index in np.flatnonzero(dones):
-                self.ep_cost_buffer.append((float(self._episode_costs[index]), int(self._episode_violations[index])))
-            self._episode_costs[dones] = 0.0
-            self._episode_violations[dones] = 0
             # The VecEnv has already reset the finished envs: their new observation starts an episode (D_0).
             replay_buffer.add_initial_states(self._original_obs(new_obs), select=np.asarray(dones, dtype=bool))
 
@@ -534,11 +561,7 @@ class SafeSACBase(OffPolicyAlgorithm):
                 )
 
     def dump_logs(self) -> None:
-        if self.ep_cost_buffer:
-            self.logger.record("rollout/ep_cost_mean", safe_mean([cost for cost, _ in self.ep_cost_buffer]))
-            violations = [violations for _, violations in self.ep_cost_buffer]
-            self.logger.record("rollout/ep_violations_mean", safe_mean(violations))
-            self.logger.record("rollout/violation_rate", float(np.mean([count > 0 for count in violations])))
+        record_episode_costs(self.logger, self.ep_info_buffer)
         super().dump_logs()
 
     def learn(
@@ -569,19 +592,19 @@ class SafeSACBase(OffPolicyAlgorithm):
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
         self._update_learning_rate(self._scheduled_optimizers())
-        if self.main_batch == "non_violating" and self.replay_buffer.non_violating_size() == 0:
-            if not self._warned_empty_main:
+        if self.policy_batch == "non_violating" and self.replay_buffer.non_violating_size() == 0:
+            if not self._warned_empty_non_violating:
                 warnings.warn(
                     "Every transition collected so far violates the constraint: the reward critic and the actor wait."
                 )
-                self._warned_empty_main = True
+                self._warned_empty_non_violating = True
             return
         logs: dict[str, list[th.Tensor]] = {}
         for gradient_step in range(gradient_steps):
-            replay_data = self.sample_main_batch(batch_size)
-            # The safety critics learn from D u D_s; so do the reward critics with main_batch="all": one batch, and one
+            replay_data = self.sample_policy_batch(batch_size)
+            # The safety critics learn from D u D_s; so do the reward critics with policy_batch="all": one batch, and one
             # pass of the actor for the next actions of both targets (the actor does not change between steps 1 and 2).
-            shared = self.main_batch == "all"
+            shared = self.policy_batch == "all"
             safety_data = replay_data if shared else self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             with th.no_grad():
                 next_policy = self.actor.action_log_prob(safety_data.next_observations)
@@ -616,12 +639,17 @@ class SafeSACBase(OffPolicyAlgorithm):
             th._foreach_add_(targets, sources, alpha=self.tau)
         polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
 
-    def sample_main_batch(self, batch_size: int) -> ConstraintReplayBufferSamples:
-        """A batch ``B`` (or ``B'``) for the reward critics and the actor: from every transition (``main_batch="all"``)
+    def sample_policy_batch(self, batch_size: int) -> ConstraintReplayBufferSamples:
+        """A batch ``B`` (or ``B'``) for the reward critics and the actor: from every transition (``policy_batch="all"``)
         or from the non-violating ones (``"non_violating"``)."""
-        if self.main_batch == "all":
+        if self.policy_batch == "all":
             return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
         return self.replay_buffer.sample_non_violating(batch_size, env=self._vec_normalize_env)
+
+    def sample_main_batch(self, batch_size: int) -> ConstraintReplayBufferSamples:
+        """Deprecated name of :meth:`sample_policy_batch` (kept for one release)."""
+        warnings.warn("sample_main_batch() was renamed sample_policy_batch()", DeprecationWarning, stacklevel=2)
+        return self.sample_policy_batch(batch_size)
 
     def _train_safety_critic(self, data: ConstraintReplayBufferSamples, next_actions: th.Tensor) -> th.Tensor:
         """Step 1: twin safety critics on ``D u D_s``, Eq. 2 target with the ``max`` of the target critics
@@ -640,7 +668,7 @@ class SafeSACBase(OffPolicyAlgorithm):
     def _train_critic(
         self, data: ConstraintReplayBufferSamples, next_policy: tuple[th.Tensor, th.Tensor] | None = None
     ) -> th.Tensor:
-        """Step 2: twin reward critics on ``B`` (see ``main_batch``), SAC's soft target with the ``min`` of the target
+        """Step 2: twin reward critics on ``B`` (see ``policy_batch``), SAC's soft target with the ``min`` of the target
         critics (Eq. 5). ``next_policy``: the actor's actions and log-probabilities at ``data.next_observations``, if
         already drawn."""
         with th.no_grad():
@@ -721,9 +749,6 @@ class SafeSACBase(OffPolicyAlgorithm):
             "lagrangian",
             "epsilon",
             "log_ent_coef",
-            "ep_cost_buffer",
-            "_episode_costs",
-            "_episode_violations",
             "_actor_parameter_names",
             "_target_pairs",
             "_interrupted_by",

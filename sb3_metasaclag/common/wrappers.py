@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from sb3_metasaclag.common.costs import get_cost
+from sb3_metasaclag.common.costs import get_cost, get_costs, is_violation
 
-__all__ = ["CostFunction", "CostMonitor", "HardConstraint", "SafetyGymnasiumToGymnasium", "ZeroCost", "env_name"]
+__all__ = [
+    "CostFunction",
+    "CostMonitor",
+    "HardConstraint",
+    "SafetyGymnasiumToGymnasium",
+    "VecCostMonitor",
+    "ZeroCost",
+    "env_name",
+]
 
 
 def env_name(env: gym.Env) -> str:
@@ -74,7 +86,7 @@ class HardConstraint(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        violated = get_cost(info, env_name(self.env)) > self.violation_threshold
+        violated = is_violation(get_cost(info, env_name(self.env)), self.violation_threshold)
         info["constraint_violated"] = violated
         return obs, reward, terminated or violated, truncated, info
 
@@ -96,7 +108,7 @@ class _EpisodeCostAccumulator(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         cost = get_cost(info, env_name(self.env))
         self._episode_cost += cost
-        self._episode_violations += int(cost > self.violation_threshold)
+        self._episode_violations += int(is_violation(cost, self.violation_threshold))
         if terminated or truncated:
             info["c"] = round(self._episode_cost, 6)
             info["v"] = self._episode_violations
@@ -160,6 +172,67 @@ class CostMonitor(Monitor):
         info.pop("c", None)
         info.pop("v", None)
         return obs, reward, terminated, truncated, info
+
+
+class VecCostMonitor(VecEnvWrapper):
+    """The cost bookkeeping of :class:`CostMonitor` for a VecEnv whose environments have none (a VecEnv you built).
+
+    At the end of an episode it adds ``c`` (the episode's cost) and ``v`` (its violating steps) to ``info["episode"]``;
+    when no ``Monitor`` below wrote that entry, it writes ``r``, ``l`` and ``t`` too, as SB3's ``VecMonitor`` does (the
+    rewards are then the ones this wrapper sees: normalised ones if a ``VecNormalize`` is below it). The algorithms of
+    the package wrap a VecEnv in it when any of its environments lacks a ``CostMonitor``, so that their logs and
+    callbacks such as :class:`~sb3_metasaclag.common.callbacks.SafetyHistoryCallback` read every episode's cost from
+    the same place.
+
+    :param venv: The VecEnv, whose step infos report ``info["cost"]``.
+    :param violation_threshold: A step violates the constraint when its cost exceeds this value.
+    """
+
+    def __init__(self, venv: VecEnv, violation_threshold: float = 0.0) -> None:
+        super().__init__(venv)
+        #: True for the wrapper an algorithm's env wrapping made: it takes the algorithm's threshold at ``learn()``.
+        self.made_by_algorithm = False
+        self.violation_threshold = float(violation_threshold)
+        self._start = time.time()
+        self._returns = np.zeros(self.num_envs)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._costs = np.zeros(self.num_envs)
+        self._violations = np.zeros(self.num_envs, dtype=np.int64)
+
+    def adopt_violation_threshold(self, violation_threshold: float) -> bool:
+        """As :meth:`CostMonitor.adopt_violation_threshold`."""
+        if not self.made_by_algorithm:
+            return False
+        self.violation_threshold = float(violation_threshold)
+        return True
+
+    def reset(self) -> Any:
+        obs = self.venv.reset()
+        for tally in (self._returns, self._lengths, self._costs, self._violations):
+            tally[:] = 0
+        return obs
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        costs = get_costs(infos)
+        self._returns += np.asarray(rewards, dtype=np.float64).reshape(self.num_envs)
+        self._lengths += 1
+        self._costs += costs
+        self._violations += is_violation(costs, self.violation_threshold)
+        new_infos = list(infos)
+        for index in np.flatnonzero(dones):
+            episode = dict(infos[index].get("episode") or {})
+            if "r" not in episode:
+                episode.update(
+                    r=round(float(self._returns[index]), 6),
+                    l=int(self._lengths[index]),
+                    t=round(time.time() - self._start, 6),
+                )
+            episode.update(c=round(float(self._costs[index]), 6), v=int(self._violations[index]))
+            new_infos[index] = {**infos[index], "episode": episode}
+            for tally in (self._returns, self._lengths, self._costs, self._violations):
+                tally[index] = 0
+        return obs, rewards, dones, new_infos
 
 
 class SafetyGymnasiumToGymnasium(gym.Wrapper):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sb3_metasaclag.common.rcpo import rcpo_penalised_value
-from sb3_metasaclag.sac_lag.sac_lag import SACLag
+from sb3_metasaclag.saclag.saclag import SACLag
 
 
 class RCPOSAC(SACLag):

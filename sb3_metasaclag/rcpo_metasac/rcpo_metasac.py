@@ -12,7 +12,7 @@ from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from sb3_metasaclag.common.policies import SafeSACPolicy
 from sb3_metasaclag.common.rcpo import rcpo_penalised_value
-from sb3_metasaclag.meta_sac_lag.meta_sac_lag import MetaSACLag
+from sb3_metasaclag.metasaclag.metasaclag import MetaSACLag
 
 
 class RCPOMetaSAC(MetaSACLag):
@@ -52,7 +52,7 @@ class RCPOMetaSAC(MetaSACLag):
         epsilon: float = 0.5,
         epsilon_max: float = 1.0,
         constraint_states: Literal["batch", "initial"] | None = None,
-        main_batch: Literal["non_violating", "all"] = "all",
+        policy_batch: Literal["non_violating", "all"] = "all",
         alpha: float = 1.0,
         ent_coef: str | float | None = None,
         target_entropy: str | float = "auto",
@@ -84,6 +84,7 @@ class RCPOMetaSAC(MetaSACLag):
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
         optimize_memory_usage: bool = False,
+        main_batch: str | None = None,
         _init_setup_model: bool = True,
     ) -> None:
         # The baseline as the paper ran it: Meta-SAC's temperature step after every gradient step (outer_rule="paper").
@@ -108,7 +109,7 @@ class RCPOMetaSAC(MetaSACLag):
             epsilon=epsilon,
             epsilon_max=epsilon_max,
             constraint_states=constraint_states,
-            main_batch=main_batch,
+            policy_batch=policy_batch,
             alpha=alpha,
             ent_coef=ent_coef,
             target_entropy=target_entropy,
@@ -140,6 +141,7 @@ class RCPOMetaSAC(MetaSACLag):
             sde_sample_freq=sde_sample_freq,
             use_sde_at_warmup=use_sde_at_warmup,
             optimize_memory_usage=optimize_memory_usage,
+            main_batch=main_batch,
             _init_setup_model=_init_setup_model,
             learn_epsilon=False,
         )

@@ -1,6 +1,6 @@
 """The autograd reference of Meta SAC-Lag's meta-gradients, kept apart from the production class.
 
-:meth:`~sb3_metasaclag.meta_sac_lag.meta_sac_lag.MetaSACLag.meta_gradients` computes the meta-gradients in closed form
+:meth:`~sb3_metasaclag.metasaclag.metasaclag.MetaSACLag.meta_gradients` computes the meta-gradients in closed form
 from first-order gradients; :func:`meta_gradients_autograd` computes the same values the way Algorithm 1 reads, by
 differentiating through the inner update. The tests compare the two, and both against finite differences.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch as th
 
-from sb3_metasaclag.meta_sac_lag.meta_sac_lag import InnerStep, MetaSACLag, MetaStep
+from sb3_metasaclag.metasaclag.metasaclag import InnerStep, MetaSACLag, MetaStep
 
 __all__ = ["meta_gradients_autograd"]
 

@@ -57,7 +57,7 @@ class SACLag(SafeSACBase):
         epsilon_max: float = 1.0,
         ent_coef: str | float = "auto",
         target_entropy: str | float = "auto",
-        main_batch: Literal["non_violating", "all"] = "all",
+        policy_batch: Literal["non_violating", "all"] = "all",
         violation_threshold: float = 0.0,
         n_initial_states: int = 32,
         initial_state_batch_size: int = 256,
@@ -74,6 +74,7 @@ class SACLag(SafeSACBase):
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
         optimize_memory_usage: bool = False,
+        main_batch: str | None = None,
         _init_setup_model: bool = True,
     ) -> None:
         check_range("epsilon", epsilon, 0.0, epsilon_max)
@@ -99,7 +100,7 @@ class SACLag(SafeSACBase):
             nu_optimizer=nu_optimizer,
             epsilon=epsilon,
             epsilon_max=epsilon_max,
-            main_batch=main_batch,
+            policy_batch=policy_batch,
             violation_threshold=violation_threshold,
             n_initial_states=n_initial_states,
             initial_state_batch_size=initial_state_batch_size,
@@ -116,6 +117,7 @@ class SACLag(SafeSACBase):
             sde_sample_freq=sde_sample_freq,
             use_sde_at_warmup=use_sde_at_warmup,
             optimize_memory_usage=optimize_memory_usage,
+            main_batch=main_batch,
             _init_setup_model=_init_setup_model,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -18,6 +19,7 @@ from sb3_metasaclag.common.policies import SafeSACPolicy
 from sb3_metasaclag.common.safe_sac import SafeSACBase, check_range
 
 EPSILON_OBJECTIVES = ("linear", "nonlinear")
+EPSILON_BATCHES = ("like_policy", "mixed")
 CONSTRAINT_STATES = ("batch", "initial")
 OUTER_RULES = ("averaged", "paper")
 NU_DERIVATIVES = ("projected", "straight_through")
@@ -222,7 +224,7 @@ class MetaSACLag(SafeSACBase):
     SAC with a Lagrangian safety constraint ``E[Qc(s, a)] <= epsilon``. Each gradient step (Algorithm 1, lines 12-20):
 
     1. twin safety critics on ``D u D_s`` (Eq. 2 target, ``max`` of the target critics);
-    2. twin reward critics on a batch ``B`` of every transition (``main_batch="all"``, Appendix B) or of ``D``
+    2. twin reward critics on a batch ``B`` of every transition (``policy_batch="all"``, Appendix B) or of ``D``
        (SAC target, ``min`` of the target critics);
     3. inner step of the Lagrange multiplier ``nu' = max(0, nu - RMSProp(dL/dnu))`` (Eq. 11), differentiable in
        ``epsilon``;
@@ -270,7 +272,7 @@ class MetaSACLag(SafeSACBase):
     Where one gradient step lives: :meth:`~sb3_metasaclag.common.safe_sac.SafeSACBase.train` (``common/safe_sac.py``)
     runs steps 1-2 for every algorithm of the package and calls :meth:`_update_actor_and_multipliers` here, which
     computes steps 3-6 with :meth:`compute_meta_step` (:meth:`inner_step`, then :meth:`meta_gradients`; the autograd
-    reference is ``meta_sac_lag/reference.py``), moves ``epsilon`` and ``alpha`` by the outer rule
+    reference is ``metasaclag/reference.py``), moves ``epsilon`` and ``alpha`` by the outer rule
     (:meth:`_paper_outer_step` or :meth:`_accumulate_outer`) and commits step 7.
 
     :param policy: The policy model to use (``MlpPolicy``, ``MultiInputPolicy``).
@@ -299,18 +301,18 @@ class MetaSACLag(SafeSACBase):
         step (averaged). None: the rule's default, ``1e-2`` for both.
     :param epsilon_objective: ``"linear"`` (Eq. 14, ``J_eps``) or ``"nonlinear"`` (Eq. 16, the paper's ``J_nl``
         variant). None (default): the rule's choice (``"linear"`` under both rules for now).
-    :param epsilon_batch: States of the ``epsilon`` objective: ``"main"`` (default), a batch ``B'`` drawn like ``B``
-        (Algorithm 1, line 17; see ``main_batch``), or ``"mixed"``, half from the non-violating transitions ``D`` and
+    :param epsilon_batch: States of the ``epsilon`` objective: ``"like_policy"`` (default), a batch ``B'`` drawn like ``B``
+        (Algorithm 1, line 17; see ``policy_batch``), or ``"mixed"``, half from the non-violating transitions ``D`` and
         half from the violating transitions ``D_s`` (not in the paper: an
-        experimental option; on ``SafeNavigation2D-v0`` with ``main_batch="non_violating"`` it solved the task safely at
-        10,000 steps, not after, and with ``main_batch="all"`` not at all: see docs/known_answers.md).
+        experimental option; on ``SafeNavigation2D-v0`` with ``policy_batch="non_violating"`` it solved the task safely at
+        10,000 steps, not after, and with ``policy_batch="all"`` not at all: see docs/known_answers.md).
     :param constraint_states: Where ``nu``'s step (and the ``epsilon`` band) measures ``J_c = E[Qc]``: ``"batch"``
         (Eq. 11: the states of ``B``, drawn from the replay buffer; None, the default, takes the rule's: ``"batch"``
         under both) or ``"initial"`` (ours: states of
         ``D_0``, so that ``J_c`` is the current policy's discounted probability of a violation from the start of an
         episode, which a safe policy drives to 0; on replay states it stays high while old states near a hazard
         remain in the buffer). The actor's penalty is measured on ``B`` either way.
-    :param main_batch: Transitions of the batches ``B`` (reward critics, ``nu``, actor) and ``B'`` (``epsilon``):
+    :param policy_batch: Transitions of the batches ``B`` (reward critics, ``nu``, actor) and ``B'`` (``epsilon``):
         ``"all"`` (default) draws uniformly from every transition, ``D u D_s``, as Appendix B of the paper describes
         ``D`` ("stores all the transitions"), so that the reward critics learn that a violation ends the episode;
         ``"non_violating"`` draws from the non-violating transitions only, as Algorithm 1 (lines 7-10) routes them.
@@ -358,6 +360,7 @@ class MetaSACLag(SafeSACBase):
     :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages.
     :param seed: Seed for the pseudo random generators.
     :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param main_batch: Deprecated name of ``policy_batch`` (kept for one release, with a warning).
     :param _init_setup_model: Whether or not to build the network at the creation of the instance.
     """
 
@@ -386,9 +389,9 @@ class MetaSACLag(SafeSACBase):
         epsilon_max: float = 1.0,
         epsilon_learning_rate: float | None = None,
         epsilon_objective: Literal["linear", "nonlinear"] | None = None,
-        epsilon_batch: Literal["main", "mixed"] = "main",
+        epsilon_batch: Literal["like_policy", "mixed"] = "like_policy",
         constraint_states: Literal["batch", "initial"] | None = None,
-        main_batch: Literal["non_violating", "all"] = "all",
+        policy_batch: Literal["non_violating", "all"] = "all",
         alpha: float = 1.0,
         ent_coef: str | float | None = None,
         target_entropy: str | float = "auto",
@@ -421,13 +424,22 @@ class MetaSACLag(SafeSACBase):
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
         optimize_memory_usage: bool = False,
+        main_batch: str | None = None,
         _init_setup_model: bool = True,
     ) -> None:
         alpha, learn_alpha = _alpha_from_ent_coef(type(self).__name__, ent_coef, target_entropy, alpha, learn_alpha)
         if epsilon_objective is not None and epsilon_objective not in EPSILON_OBJECTIVES:
             raise ValueError(f"epsilon_objective must be one of {EPSILON_OBJECTIVES} (or None), got {epsilon_objective!r}")
-        if epsilon_batch not in ("main", "mixed"):
-            raise ValueError(f"epsilon_batch must be 'main' or 'mixed', got {epsilon_batch!r}")
+        if epsilon_batch == "main":
+            warnings.warn(
+                "epsilon_batch='main' was renamed epsilon_batch='like_policy' (a batch drawn like the policy batch B); "
+                "the old value will be removed in the next release.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            epsilon_batch = "like_policy"
+        if epsilon_batch not in EPSILON_BATCHES:
+            raise ValueError(f"epsilon_batch must be one of {EPSILON_BATCHES}, got {epsilon_batch!r}")
         self.epsilon_batch = epsilon_batch
         if outer_rule not in OUTER_RULES:
             raise ValueError(f"outer_rule must be one of {OUTER_RULES}, got {outer_rule!r}")
@@ -500,7 +512,7 @@ class MetaSACLag(SafeSACBase):
             nu_optimizer=nu_optimizer,
             epsilon=epsilon,
             epsilon_max=epsilon_max,
-            main_batch=main_batch,
+            policy_batch=policy_batch,
             violation_threshold=violation_threshold,
             n_initial_states=n_initial_states,
             initial_state_batch_size=initial_state_batch_size,
@@ -517,10 +529,13 @@ class MetaSACLag(SafeSACBase):
             sde_sample_freq=sde_sample_freq,
             use_sde_at_warmup=use_sde_at_warmup,
             optimize_memory_usage=optimize_memory_usage,
+            main_batch=main_batch,
             _init_setup_model=_init_setup_model,
         )
 
     def _setup_model(self) -> None:
+        if self.epsilon_batch == "main":  # a model saved before the value was renamed
+            self.epsilon_batch = "like_policy"
         self._resolve_outer_rule()
         super()._setup_model()
 
@@ -709,9 +724,9 @@ class MetaSACLag(SafeSACBase):
 
     def compute_meta_step(self, observations: Any, validation_observations: Any, initial_observations: Any) -> MetaStep:
         """Steps 3-6 by ``meta_gradient_method``: :meth:`meta_gradients` (closed form) or the autograd reference
-        (:func:`sb3_metasaclag.meta_sac_lag.reference.meta_gradients_autograd`)."""
+        (:func:`sb3_metasaclag.metasaclag.reference.meta_gradients_autograd`)."""
         if self.meta_gradient_method == "autograd":
-            from sb3_metasaclag.meta_sac_lag.reference import meta_gradients_autograd
+            from sb3_metasaclag.metasaclag.reference import meta_gradients_autograd
 
             return meta_gradients_autograd(self, observations, validation_observations, initial_observations)
         return self.meta_gradients(observations, validation_observations, initial_observations)
@@ -722,7 +737,7 @@ class MetaSACLag(SafeSACBase):
             validation = (
                 self.replay_buffer.sample_balanced(self.batch_size, env=self._vec_normalize_env)
                 if self.epsilon_batch == "mixed"
-                else self.sample_main_batch(self.batch_size)
+                else self.sample_policy_batch(self.batch_size)
             )
         initial = (
             self.replay_buffer.sample_initial_states(self.initial_state_batch_size, env=self._vec_normalize_env)
