@@ -1,7 +1,7 @@
 """Time one gradient step of SB3's SAC and of every algorithm of the package, side by side (MetaSACLag with its
 closed-form and with its autograd meta-gradients).
 
-    python scripts/bench_train.py [--threads 1] [--net 256 256] [--batch-size 256] [--steps 100]
+    python scripts/bench_train.py [--threads 1] [--net 256 256] [--batch-size 256] [--steps 100] [--meta-every 5 10]
 
 Prints milliseconds per gradient step and ratios to SAC. All models are timed in the same process, interleaved,
 so that the machine's drift affects them alike.
@@ -30,6 +30,13 @@ def main() -> None:
     parser.add_argument(
         "--stat", choices=["median", "min"], default="median", help="over rounds; min resists a loaded machine's stalls"
     )
+    parser.add_argument(
+        "--meta-every",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time MetaSACLag(meta_gradient_every=K) for each K (use --steps that are multiples of K)",
+    )
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     common = dict(learning_starts=args.batch_size, batch_size=args.batch_size, policy_kwargs=dict(net_arch=args.net), seed=0)
@@ -37,6 +44,10 @@ def main() -> None:
         "SB3 SAC": SAC("MlpPolicy", args.env, **common),
         "MetaSACLag (closed form)": MetaSACLag("MlpPolicy", args.env, **common),
         "MetaSACLag (autograd)": MetaSACLag("MlpPolicy", args.env, meta_gradient_method="autograd", **common),
+        **{
+            f"MetaSACLag (meta every {k})": MetaSACLag("MlpPolicy", args.env, meta_gradient_every=k, **common)
+            for k in args.meta_every
+        },
         "SACLag": SACLag("MlpPolicy", args.env, **common),
         "RCPOSAC": RCPOSAC("MlpPolicy", args.env, **common),
         "RCPOMetaSAC": RCPOMetaSAC("MlpPolicy", args.env, **common),

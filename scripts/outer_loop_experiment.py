@@ -115,6 +115,9 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
         "MetaSACLag",
         dict(epsilon_objective="linear", nu_optimizer="sgd", nu_learning_rate=0.1, epsilon_band=(0.01, 0.05)),
     ),
+    # Fifth session (issue 14): the default rule with its meta-gradients on one gradient step in 5 (4 of each interval's
+    # 20 averaged instead of 20): the other steps are plain inner steps, about half the arithmetic of a meta step.
+    "metasaclag-every5": ("MetaSACLag", dict(meta_gradient_every=5)),
 }
 #: The contenders of the issue's table (the others are screening candidates, run with --contenders).
 MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac"]

@@ -268,3 +268,55 @@ def test_constraint_measured_at_initial_states_drives_nu_and_the_band():
     assert abs(batch_value - expected.item()) > 1e-6  # the two measures differ here, so the check above can fail
     with pytest.raises(ValueError, match="constraint_states must be one of"):
         MetaSACLag("MlpPolicy", "SafeBandit-v0", constraint_states="replay", **SMALL)
+
+
+def test_meta_gradients_on_one_step_in_k_average_the_interval_over_those_steps(tmp_path):
+    interval, every = 6, 3
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", meta_interval=interval, meta_gradient_every=every, epsilon=0.5,
+                       alpha=0.5, epsilon_band=np.inf, seed=0, **{**SMALL, "learning_starts": 1_000})  # fmt: skip
+    model.learn(60)
+    records = _recording(model)
+    epsilon0 = model.epsilon.item()
+    moved = []
+    for _ in range(interval):
+        before = model.epsilon.item()
+        model.train(gradient_steps=1, batch_size=model.batch_size)
+        moved.append(model.epsilon.item() != before)
+    # Meta-gradients on steps 1 and 4 of the interval; one outer step, on their mean, right after the second.
+    assert len(records) == interval // every and moved == [False, False, False, True, False, False]
+    mean = np.mean([grad for grad, _, _ in records])
+    assert model.epsilon.item() == pytest.approx(epsilon0 + model.epsilon_learning_rate * np.sign(mean), abs=1e-7)
+    model.save(tmp_path / "model")
+    assert MetaSACLag.load(tmp_path / "model").meta_gradient_every == every
+    with pytest.raises(ValueError, match=r"meta_interval \(20\) must be a multiple of meta_gradient_every \(3\)"):
+        MetaSACLag("MlpPolicy", "SafeBandit-v0", meta_gradient_every=3, **SMALL)
+    with pytest.raises(ValueError, match="meta_gradient_every must be a whole number >= 1"):
+        MetaSACLag("MlpPolicy", "SafeBandit-v0", meta_gradient_every=0, **SMALL)
+
+
+@pytest.mark.parametrize("constraint_states", ["batch", "initial"])
+def test_a_step_without_meta_gradients_makes_the_inner_updates_of_a_step_with_them(constraint_states):
+    def trained(every):
+        model = MetaSACLag("MlpPolicy", "SafeBandit-v0", meta_gradient_every=every, meta_interval=2, nu_optimizer="sgd",
+                           constraint_states=constraint_states, seed=0, **{**SMALL, "learning_starts": 1_000})  # fmt: skip
+        model.learn(60)  # fills the buffer, no gradient step yet
+        model._inner_step_count = 1  # the next step is one without meta-gradients when every = 2
+        th.manual_seed(1)
+        np.random.seed(1)
+        batch = model.replay_buffer.sample(model.batch_size)
+        initial_state = model.replay_buffer.sample_initial_states  # the same initial states for both
+        np.random.seed(2)
+        initial = initial_state(model.initial_state_batch_size)
+        model.replay_buffer.sample_initial_states = lambda *args, **kwargs: initial
+        th.manual_seed(3)
+        if every == 1:  # the inner step as the step with meta-gradients computes it
+            constraint = initial if constraint_states == "initial" else None
+            inner = model.inner_step(batch.observations, model.epsilon.detach(), model.alpha.detach(), constraint)
+            return inner.params, inner.nu
+        model._update_actor_and_multipliers(batch)
+        return [param.detach().clone() for param in model.actor.parameters()], model.nu.detach().clone()
+
+    (meta_params, meta_nu), (plain_params, plain_nu) = trained(1), trained(2)
+    assert plain_nu.item() == pytest.approx(meta_nu.item(), rel=1e-6)
+    for meta, plain in zip(meta_params, plain_params):
+        th.testing.assert_close(plain, meta, rtol=1e-5, atol=1e-6)

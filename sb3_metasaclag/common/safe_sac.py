@@ -148,7 +148,8 @@ def check_sac_only_arguments(
         )
 
 
-def _check_whole(name: str, value: Any, low: int) -> None:
+def check_whole(name: str, value: Any, low: int) -> None:
+    """Raise a ValueError that names the argument unless ``value`` is a whole number (not a bool) ``>= low``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
 
@@ -178,12 +179,12 @@ def check_arguments(
 ) -> None:
     """Raise a ValueError that names the argument and its allowed range unless every argument is valid (called when
     the model is set up, by the constructor and by ``load`` alike)."""
-    _check_whole("batch_size", batch_size, 1)
-    _check_whole("buffer_size", buffer_size, 1)
-    _check_whole("learning_starts", learning_starts, 0)
-    _check_whole("gradient_steps", gradient_steps, -1)  # -1: as many as environment steps (SB3)
-    _check_whole("target_update_interval", target_update_interval, 1)
-    _check_whole("stats_window_size", stats_window_size, 1)
+    check_whole("batch_size", batch_size, 1)
+    check_whole("buffer_size", buffer_size, 1)
+    check_whole("learning_starts", learning_starts, 0)
+    check_whole("gradient_steps", gradient_steps, -1)  # -1: as many as environment steps (SB3)
+    check_whole("target_update_interval", target_update_interval, 1)
+    check_whole("stats_window_size", stats_window_size, 1)
     check_range("tau", tau, 0.0, 1.0, low_open=True)
     check_range("gamma", gamma, 0.0, 1.0)
     check_range("gamma_c", gamma_c, 0.0, 1.0, high_open=True)
@@ -195,9 +196,9 @@ def check_arguments(
     check_range("violation_threshold", violation_threshold, 0.0, math.inf, high_open=True)
     if policy_batch not in POLICY_BATCHES:
         raise ValueError(f"policy_batch must be one of {POLICY_BATCHES}, got {policy_batch!r}")
-    _check_whole("n_initial_states", n_initial_states, 0)
-    _check_whole("initial_state_batch_size", initial_state_batch_size, 1)
-    _check_whole("initial_state_buffer_size", initial_state_buffer_size, 1)
+    check_whole("n_initial_states", n_initial_states, 0)
+    check_whole("initial_state_batch_size", initial_state_batch_size, 1)
+    check_whole("initial_state_buffer_size", initial_state_buffer_size, 1)
     rmsprop = dict(rmsprop_kwargs or {})
     allowed = {"alpha", "eps", "weight_decay", "momentum", "centered", "foreach"}
     if set(rmsprop) - allowed:
@@ -212,7 +213,7 @@ def check_arguments(
     check_range("rmsprop_kwargs['weight_decay']", float(rmsprop.get("weight_decay", 0.0)), 0.0, math.inf, high_open=True)
     safety_size = (replay_buffer_kwargs or {}).get("safety_buffer_size")
     if safety_size is not None:
-        _check_whole("replay_buffer_kwargs['safety_buffer_size']", safety_size, 1)
+        check_whole("replay_buffer_kwargs['safety_buffer_size']", safety_size, 1)
 
 
 class SafeSACBase(OffPolicyAlgorithm):

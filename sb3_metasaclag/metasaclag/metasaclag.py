@@ -16,7 +16,7 @@ from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from sb3_metasaclag.common.buffers import ConstraintReplayBufferSamples
 from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop
 from sb3_metasaclag.common.policies import SafeSACPolicy
-from sb3_metasaclag.common.safe_sac import SafeSACBase, check_range
+from sb3_metasaclag.common.safe_sac import SafeSACBase, check_range, check_whole
 
 EPSILON_OBJECTIVES = ("linear", "nonlinear")
 EPSILON_BATCHES = ("like_policy", "mixed")
@@ -303,9 +303,8 @@ class MetaSACLag(SafeSACBase):
         variant). None (default): the rule's choice (``"linear"`` under both rules for now).
     :param epsilon_batch: States of the ``epsilon`` objective: ``"like_policy"`` (default), a batch ``B'`` drawn like ``B``
         (Algorithm 1, line 17; see ``policy_batch``), or ``"mixed"``, half from the non-violating transitions ``D`` and
-        half from the violating transitions ``D_s`` (not in the paper: an
-        experimental option; on ``SafeNavigation2D-v0`` with ``policy_batch="non_violating"`` it solved the task safely at
-        10,000 steps, not after, and with ``policy_batch="all"`` not at all: see docs/known_answers.md).
+        half from the violating transitions ``D_s`` (not in the paper: an experimental option; what it did on
+        ``SafeNavigation2D-v0`` is in docs/known_answers.md).
     :param constraint_states: Where ``nu``'s step (and the ``epsilon`` band) measures ``J_c = E[Qc]``: ``"batch"``
         (Eq. 11: the states of ``B``, drawn from the replay buffer; None, the default, takes the rule's: ``"batch"``
         under both) or ``"initial"`` (ours: states of
@@ -348,6 +347,12 @@ class MetaSACLag(SafeSACBase):
     :param meta_gradient_method: ``"closed_form"`` (default): exact meta-gradients from first-order gradients (see
         :meth:`inner_step`); ``"autograd"``: the reference implementation that differentiates through the inner
         backward pass (same values, several times slower).
+    :param meta_gradient_every: Compute the meta-gradients (steps 5-6 and the first-order passes they need) on one
+        gradient step in ``k`` only (ours; 1, the default, is every step, as the paper does). The other steps are
+        plain inner steps of ``nu`` and the actor with the current ``epsilon`` and ``alpha`` (the same updates, about
+        half the arithmetic). Under the averaged rule ``meta_interval`` must be a multiple of ``k``: each interval
+        averages ``meta_interval / k`` meta-gradients; under the paper's rule ``epsilon`` and ``alpha`` step on the
+        steps that compute them.
     :param violation_threshold: A transition violates the constraint when ``info["cost"]`` exceeds it.
     :param n_initial_states: Reset observations that pre-fill ``D_0`` before learning (Algorithm 1, line 2).
     :param initial_state_batch_size: Batch of ``D_0`` for the ``alpha`` objective.
@@ -408,6 +413,7 @@ class MetaSACLag(SafeSACBase):
         outer_step_bounds: tuple[float, float] | None = None,
         nu_max: float = math.inf,
         meta_gradient_method: Literal["closed_form", "autograd"] = "closed_form",
+        meta_gradient_every: int = 1,
         violation_threshold: float = 0.0,
         n_initial_states: int = 32,
         initial_state_batch_size: int = 256,
@@ -486,6 +492,8 @@ class MetaSACLag(SafeSACBase):
         if meta_gradient_method == "closed_form" and (rmsprop_kwargs or {}).get("centered", False):
             raise ValueError("The closed-form meta-gradients need a non-centered RMSProp: use meta_gradient_method='autograd'")
         self.meta_gradient_method = meta_gradient_method
+        check_whole("meta_gradient_every", meta_gradient_every, 1)
+        self.meta_gradient_every = int(meta_gradient_every)
         # The actor's update is differentiated through: it must be an RMSProp step (paper, Appendix B).
         policy_kwargs = {
             "actor_optimizer_class": th.optim.RMSprop,
@@ -545,6 +553,13 @@ class MetaSACLag(SafeSACBase):
             self.outer_rule = "paper"
         defaults = OUTER_RULE_DEFAULTS[self.outer_rule]
         self.meta_interval = int(defaults["meta_interval"] if self.meta_interval is None else self.meta_interval)
+        every = getattr(self, "meta_gradient_every", 1)  # absent from models saved before it existed
+        self.meta_gradient_every = every
+        if self.outer_rule == "averaged" and self.meta_interval % every:
+            raise ValueError(
+                f"meta_interval ({self.meta_interval}) must be a multiple of meta_gradient_every ({every}): each "
+                "interval averages the same number of meta-gradients"
+            )
         self.nu_derivative = defaults["nu_derivative"] if self.nu_derivative is None else self.nu_derivative
         if getattr(self, "epsilon_objective", None) is None:  # an explicit choice, also a saved one, is kept
             self.epsilon_objective = defaults["epsilon_objective"]
@@ -601,6 +616,7 @@ class MetaSACLag(SafeSACBase):
         if getattr(self, "_meta_sums", None) is None:
             self._meta_sums = {key: th.zeros((), device=self.device) for key in ("epsilon", "log_alpha", "log_prob", "safety")}
             self._meta_count = 0
+            self._inner_step_count = 0
         else:  # load() restored a model in the middle of an interval, possibly onto another device
             self._meta_sums = {key: value.to(self.device) for key, value in self._meta_sums.items()}
         self.actor_rmsprop = DifferentiableRMSprop(self.actor.optimizer)  # type: ignore[arg-type]
@@ -731,7 +747,19 @@ class MetaSACLag(SafeSACBase):
             return meta_gradients_autograd(self, observations, validation_observations, initial_observations)
         return self.meta_gradients(observations, validation_observations, initial_observations)
 
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """``gradient_steps`` gradient steps, as SB3's ``SAC.train``: the shared loop
+        :meth:`~sb3_metasaclag.common.safe_sac.SafeSACBase.train` (``common/safe_sac.py``) samples each batch, trains
+        the safety and reward critics (steps 1-2), calls :meth:`_update_actor_and_multipliers` below for steps 3-7
+        (the inner steps of ``nu`` and the actor, the meta-gradients, the outer rule, the commit), and Polyak-updates
+        the targets."""
+        super().train(gradient_steps, batch_size)
+
     def _update_actor_and_multipliers(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
+        count = getattr(self, "_inner_step_count", 0)  # absent from models saved before meta_gradient_every existed
+        self._inner_step_count = count + 1
+        if count % self.meta_gradient_every:
+            return self._plain_inner_step(replay_data)
         validation = None
         if self.learn_epsilon:
             validation = (
@@ -767,6 +795,33 @@ class MetaSACLag(SafeSACBase):
         self.lagrangian.commit(step.inner.nu, step.inner.nu_state)
         return logs
 
+    def _plain_inner_step(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
+        """Steps 3-4 and 7 without the meta-gradients (``meta_gradient_every``): the inner steps of ``nu`` and of the
+        actor, the same updates :meth:`inner_step` computes, committed at once; ``epsilon`` and ``alpha`` stay."""
+        observations = replay_data.observations
+        actions, log_prob = self.actor.action_log_prob(observations)
+        qr, qc = self.twin_q_values(observations, actions)
+        safety_term = qc.amax(dim=1).mean()
+        if self.constraint_states == "initial":
+            initial = self.replay_buffer.sample_initial_states(self.initial_state_batch_size, env=self._vec_normalize_env)
+            constraint_value = self.constraint_value(initial)
+        else:
+            constraint_value = safety_term.detach()
+        new_nu, nu_state, _ = self.lagrangian.step_with_derivative(constraint_value, self.epsilon.detach())
+        entropy_term = log_prob.mean()
+        actor_loss = self.alpha.detach() * entropy_term - self.penalised_value(qr, qc, new_nu).mean()
+        grads = th.autograd.grad(actor_loss, self.actor_rmsprop.params)
+        with th.no_grad():
+            new_params, actor_state = self.actor_rmsprop.step(grads)
+        self.actor_rmsprop.commit(new_params, actor_state)
+        self.lagrangian.commit(new_nu, nu_state)
+        return {
+            "actor_loss": actor_loss.detach(),
+            "nu_clipped": (new_nu <= 0).float(),
+            "entropy": -entropy_term.detach(),
+            "safety_value": constraint_value.detach(),
+        }
+
     def _paper_outer_step(self, step: MetaStep) -> None:
         """Algorithm 1, lines 18-19: one RMSProp step of ``epsilon`` and one Adam step of ``log alpha`` per gradient step."""
         if step.grad_epsilon is not None:
@@ -795,7 +850,7 @@ class MetaSACLag(SafeSACBase):
             if step.inner.safety_value is not None:
                 sums["safety"] += step.inner.safety_value
         self._meta_count += 1
-        if self._meta_count >= self.meta_interval:  # type: ignore[operator]
+        if self._meta_count >= self.meta_interval // self.meta_gradient_every:  # type: ignore[operator]
             self._outer_step()
 
     def _outer_step(self) -> None:

@@ -129,6 +129,13 @@ class SACLag(SafeSACBase):
         optimizers = super()._scheduled_optimizers()
         return optimizers if self.ent_coef_optimizer is None else [*optimizers, self.ent_coef_optimizer]
 
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """``gradient_steps`` gradient steps, as SB3's ``SAC.train``: the shared loop
+        :meth:`~sb3_metasaclag.common.safe_sac.SafeSACBase.train` (``common/safe_sac.py``) samples each batch, trains
+        the safety and reward critics (steps 1-2), calls :meth:`_update_actor_and_multipliers` below for
+        steps 3-4 (the actor, ``nu`` and ``alpha``), and Polyak-updates the targets."""
+        super().train(gradient_steps, batch_size)
+
     def _update_actor_and_multipliers(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
         observations = replay_data.observations
         actions, log_prob = self.actor.action_log_prob(observations)
