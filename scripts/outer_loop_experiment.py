@@ -118,6 +118,9 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     # Fifth session (issue 14): the default rule with its meta-gradients on one gradient step in 5 (4 of each interval's
     # 20 averaged instead of 20): the other steps are plain inner steps, about half the arithmetic of a meta step.
     "metasaclag-every5": ("MetaSACLag", dict(meta_gradient_every=5)),
+    # Fifth session (issue 12): the default rule with the entropy ceiling alone (max_entropy="0*dim"), the answer to alpha
+    # running to its bound 1 that solved the circles' failing seeds on the init-sgdnu base (fourth session).
+    "metasaclag-ceil0": ("MetaSACLag", dict(max_entropy="0*dim")),
 }
 #: The contenders of the issue's table (the others are screening candidates, run with --contenders).
 MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac"]
