@@ -290,3 +290,13 @@ def test_a_user_cost_monitor_with_another_threshold_is_reported():
                    learning_starts=100, policy_kwargs=dict(net_arch=[8]))  # fmt: skip
     with pytest.warns(UserWarning, match=r"counts violations above \[0.1\].*violation_threshold=0.5"):
         model.learn(20)
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sb3_metasaclag.common.wrappers import VecCostMonitor
+
+    own = VecCostMonitor(DummyVecEnv([_random_cost_env]), violation_threshold=0.1)
+    model = SACLag("MlpPolicy", own, violation_threshold=0.5, learning_starts=100, policy_kwargs=dict(net_arch=[8]))
+    assert model.get_env() is own  # not wrapped twice
+    with pytest.warns(UserWarning, match=r"counts violations above \[0.1\]"):
+        model.learn(20)
+    assert own.violation_threshold == 0.1

@@ -475,17 +475,19 @@ class SafeSACBase(OffPolicyAlgorithm):
         adopted = self.env.env_method("adopt_violation_threshold", self.violation_threshold, indices=own)
         vec_monitor = _find_vec_cost_monitor(self.env)
         if vec_monitor is not None:
-            vec_monitor.adopt_violation_threshold(self.violation_threshold)
+            # The VecCostMonitor writes the episode records (over any CostMonitor below it).
+            taken = vec_monitor.adopt_violation_threshold(self.violation_threshold)
+            thresholds = set() if taken else {vec_monitor.violation_threshold}
         else:
             others = [index for index, taken in zip(own, adopted) if not taken]
             thresholds = set(self.env.get_attr("violation_threshold", indices=others)) if others else set()
-            if thresholds - {self.violation_threshold}:
-                warnings.warn(
-                    f"The CostMonitor you wrapped the environment in counts violations above {sorted(thresholds)}, "
-                    f"this model above violation_threshold={self.violation_threshold}: the buffer and the training "
-                    "follow the model's, the episode logs (rollout/ep_violations_mean, rollout/violation_rate) the "
-                    "monitor's. Give both the same threshold."
-                )
+        if thresholds - {self.violation_threshold}:
+            warnings.warn(
+                f"The cost monitor you wrapped the environment in counts violations above {sorted(thresholds)}, "
+                f"this model above violation_threshold={self.violation_threshold}: the buffer and the training "
+                "follow the model's, the episode logs (rollout/ep_violations_mean, rollout/violation_rate) the "
+                "monitor's. Give both the same threshold."
+            )
         will_reset = reset_num_timesteps or self._last_obs is None
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
         if will_reset:
