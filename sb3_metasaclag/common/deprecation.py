@@ -33,7 +33,7 @@ def alias_renamed_package(old: str, new: str, submodules: dict[str, str]) -> Mod
 
 def renamed_argument(old_name: str, old_value: Any, new_name: str, new_value: Any) -> Any:
     """The value of an argument that was renamed ``old_name`` -> ``new_name``: ``new_value`` unless the caller used the
-    old name (then its value, with a warning); both at once is an error."""
+    old name (``old_value`` not None), whose value then counts, with a ``DeprecationWarning``."""
     if old_value is None:
         return new_value
     warnings.warn(
