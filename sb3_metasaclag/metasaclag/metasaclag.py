@@ -616,9 +616,11 @@ class MetaSACLag(SafeSACBase):
         if getattr(self, "_meta_sums", None) is None:
             self._meta_sums = {key: th.zeros((), device=self.device) for key in ("epsilon", "log_alpha", "log_prob", "safety")}
             self._meta_count = 0
-            self._inner_step_count = 0
         else:  # load() restored a model in the middle of an interval, possibly onto another device
             self._meta_sums = {key: value.to(self.device) for key, value in self._meta_sums.items()}
+        # Gradient steps taken, to pick the ones that compute meta-gradients (absent from models saved before
+        # meta_gradient_every existed: they start counting at load).
+        self._inner_step_count: int = getattr(self, "_inner_step_count", 0)
         self.actor_rmsprop = DifferentiableRMSprop(self.actor.optimizer)  # type: ignore[arg-type]
         self._actor_parameter_names = [name for name, _ in self.actor.named_parameters()]
 
@@ -642,10 +644,7 @@ class MetaSACLag(SafeSACBase):
         ``nu``'s step measures ``J_c`` on ``constraint_observations`` when given (``constraint_states="initial"``),
         else on the batch, as Eq. 11 does; the actor's penalty ``C`` is always the batch's.
         """
-        actions, log_prob = self.actor.action_log_prob(observations)
-        qr, qc = self.twin_q_values(observations, actions)
-        safety_term = qc.amax(dim=1).mean()
-        constraint_value = safety_term if constraint_observations is None else self.constraint_value(constraint_observations)
+        log_prob, qr, qc, safety_term, constraint_value = self._inner_terms(observations, constraint_observations)
         new_nu, nu_state, dnu_depsilon = self.lagrangian.step_with_derivative(constraint_value, epsilon)  # Eq. 11 in nu
         entropy_term, value_term = log_prob.mean(), self.penalised_value(qr, qc, new_nu).mean()
         alpha = th.as_tensor(alpha).detach()
@@ -677,6 +676,18 @@ class MetaSACLag(SafeSACBase):
             entropy_term.detach(),
             constraint_value.detach(),
         )
+
+    def _inner_terms(
+        self, observations: Any, constraint_observations: Any | None
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+        """What the inner steps start from, in the graph: ``log pi`` of the actor's actions on the batch, the twin
+        reward and safety critics there, the actor's safety term ``C = mean max Qc`` and ``J_c`` for ``nu``'s step
+        (``C`` itself, or measured on ``constraint_observations`` when given)."""
+        actions, log_prob = self.actor.action_log_prob(observations)
+        qr, qc = self.twin_q_values(observations, actions)
+        safety_term = qc.amax(dim=1).mean()
+        constraint_value = safety_term if constraint_observations is None else self.constraint_value(constraint_observations)
+        return log_prob, qr, qc, safety_term, constraint_value
 
     @th.no_grad()
     def constraint_value(self, observations: Any) -> th.Tensor:
@@ -756,8 +767,8 @@ class MetaSACLag(SafeSACBase):
         super().train(gradient_steps, batch_size)
 
     def _update_actor_and_multipliers(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
-        count = getattr(self, "_inner_step_count", 0)  # absent from models saved before meta_gradient_every existed
-        self._inner_step_count = count + 1
+        count = self._inner_step_count
+        self._inner_step_count += 1
         if count % self.meta_gradient_every:
             return self._plain_inner_step(replay_data)
         validation = None
@@ -798,15 +809,12 @@ class MetaSACLag(SafeSACBase):
     def _plain_inner_step(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
         """Steps 3-4 and 7 without the meta-gradients (``meta_gradient_every``): the inner steps of ``nu`` and of the
         actor, the same updates :meth:`inner_step` computes, committed at once; ``epsilon`` and ``alpha`` stay."""
-        observations = replay_data.observations
-        actions, log_prob = self.actor.action_log_prob(observations)
-        qr, qc = self.twin_q_values(observations, actions)
-        safety_term = qc.amax(dim=1).mean()
-        if self.constraint_states == "initial":
-            initial = self.replay_buffer.sample_initial_states(self.initial_state_batch_size, env=self._vec_normalize_env)
-            constraint_value = self.constraint_value(initial)
-        else:
-            constraint_value = safety_term.detach()
+        initial = (
+            self.replay_buffer.sample_initial_states(self.initial_state_batch_size, env=self._vec_normalize_env)
+            if self.constraint_states == "initial"
+            else None
+        )
+        log_prob, qr, qc, _, constraint_value = self._inner_terms(replay_data.observations, initial)
         new_nu, nu_state, _ = self.lagrangian.step_with_derivative(constraint_value, self.epsilon.detach())
         entropy_term = log_prob.mean()
         actor_loss = self.alpha.detach() * entropy_term - self.penalised_value(qr, qc, new_nu).mean()
