@@ -121,6 +121,20 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     # Fifth session (issue 12): the default rule with the entropy ceiling alone (max_entropy="0*dim"), the answer to alpha
     # running to its bound 1 that solved the circles' failing seeds on the init-sgdnu base (fourth session).
     "metasaclag-ceil0": ("MetaSACLag", dict(max_entropy="0*dim")),
+    # Sixth session: ceil0's answer to alpha with an answer to nu's windup (item 12 of the screening notes): plain
+    # gradient steps on nu (proportional to the gap) and a lower band edge of 0.01, so that epsilon sits at most 0.01
+    # below J_c and nu rises by at most 0.1 * 0.01 per gradient step (RMSProp: about 0.01 whatever the gap).
+    "metasaclag-ceil0-sgdnu-band": (
+        "MetaSACLag",
+        dict(max_entropy="0*dim", nu_optimizer="sgd", nu_learning_rate=0.1, epsilon_band=(0.01, 0.05)),
+    ),
+    # The same with a symmetric band: under (0.01, 0.05) nu can fall five times faster than it rises (0.1 * 0.05 against
+    # 0.1 * 0.01 per gradient step) and drained to 0 on the soft navigation task; with (0.01, 0.01) the sign of the
+    # meta-gradient moves nu by at most 0.001 per gradient step either way.
+    "metasaclag-ceil0-sgdnu-band1": (
+        "MetaSACLag",
+        dict(max_entropy="0*dim", nu_optimizer="sgd", nu_learning_rate=0.1, epsilon_band=(0.01, 0.01)),
+    ),
 }
 #: The contenders of the issue's table (the others are screening candidates, run with --contenders).
 MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac"]
