@@ -135,9 +135,34 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
         "MetaSACLag",
         dict(max_entropy="0*dim", nu_optimizer="sgd", nu_learning_rate=0.1, epsilon_band=(0.01, 0.01)),
     ),
+    # A control for the two above: the same rule with the sign of epsilon's averaged meta-gradient replaced by a coin
+    # flip at every outer step (alpha's stays real). If it does as well, the meta-gradient on epsilon carries no
+    # information under that rule. An experiment of this script only (coin_epsilon_class), not an option of the library.
+    "metasaclag-ceil0-sgdnu-band1-coin": (
+        "MetaSACLagCoinEpsilon",
+        dict(max_entropy="0*dim", nu_optimizer="sgd", nu_learning_rate=0.1, epsilon_band=(0.01, 0.01)),
+    ),
 }
 #: The contenders of the issue's table (the others are screening candidates, run with --contenders).
 MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac"]
+
+
+def coin_epsilon_class(seed: int) -> type:
+    """``MetaSACLag`` whose outer step of ``epsilon`` follows a coin flip instead of the sign of its averaged
+    meta-gradient (Rprop uses only the sign); everything else, ``alpha``'s outer step included, is unchanged."""
+    import torch as th
+
+    from sb3_metasaclag import MetaSACLag
+
+    coin = np.random.default_rng(10_000 + seed)
+
+    class MetaSACLagCoinEpsilon(MetaSACLag):
+        def _outer_step(self) -> None:
+            sign = 1.0 if coin.random() < 0.5 else -1.0
+            self._meta_sums["epsilon"] = th.full_like(self._meta_sums["epsilon"], sign * self._meta_count)
+            super()._outer_step()
+
+    return MetaSACLagCoinEpsilon
 
 
 def run_one(out: str, task: str, contender: str, seed: int, extra: dict[str, Any]) -> str:
@@ -164,7 +189,10 @@ def run_one(out: str, task: str, contender: str, seed: int, extra: dict[str, Any
 
     env = CostMonitor(gym.make(env_id))
     per_dimension(kwargs, int(np.prod(env.action_space.shape)))
-    algo = SAC if algo_name == "SAC" else getattr(sb3_metasaclag, algo_name)
+    if algo_name == "MetaSACLagCoinEpsilon":
+        algo = coin_epsilon_class(seed)
+    else:
+        algo = SAC if algo_name == "SAC" else getattr(sb3_metasaclag, algo_name)
     model = algo("MlpPolicy", env, seed=seed, policy_kwargs=policy_kwargs, **kwargs)
     history = SafetyHistoryCallback()
     evaluations = []
