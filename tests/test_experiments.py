@@ -103,6 +103,42 @@ def test_logs_are_read_by_rl_zoo_plotting_scripts(small_grid, tmp_path):
     assert (tmp_path / "costs.pkl").exists()
 
 
+def _claim_all_waiting(storage_url, queue):
+    """Claim (ask) and finish (tell) waiting trials as fast as possible until none is left; report their numbers."""
+    study = load_study(open_storage(storage_url), "race")
+    claimed = []
+    try:
+        while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            trial = study.ask()
+            claimed.append(trial.number)
+            study.tell(trial, 0.0)
+    except Exception as error:  # a trial another worker had claimed too: "Cannot tell a COMPLETE trial"
+        queue.put(repr(error))
+        return
+    queue.put(claimed)
+
+
+def test_workers_on_sqlite_never_claim_the_same_trial(tmp_path):
+    # SQLite ignores SELECT ... FOR UPDATE: without open_storage's BEGIN IMMEDIATE, three workers racing for 150 waiting
+    # trials claimed some twice and failed with "Cannot tell a COMPLETE trial" (the CI failure this test pins).
+    storage = f"sqlite:///{tmp_path / 'race.db'}"
+    study = optuna.create_study(study_name="race", storage=open_storage(storage))
+    for index in range(150):
+        study.enqueue_trial({"index": index})
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=_claim_all_waiting, args=(storage, queue)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    results = [queue.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    assert all(isinstance(result, list) for result in results), results
+    claimed = [number for result in results for number in result]
+    assert len(claimed) == len(set(claimed)) >= 150
+    assert {trial.number for trial in study.get_trials(states=(TrialState.COMPLETE,))} >= set(range(150))
+
+
 def _start_worker(storage, study, log_dir):
     context = multiprocessing.get_context("spawn")
     process = context.Process(target=worker, args=(storage, study, log_dir, 1, 2, 0))

@@ -219,20 +219,47 @@ def open_storage(url: str, heartbeat_interval: int = 60, grace_period: int | Non
         raise ValueError(
             f"--storage must be a database URL such as sqlite:///runs/exp.db or postgresql://user@host/db, got {url!r}"
         )
-    if url.startswith("sqlite:///"):
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    sqlite = url.startswith("sqlite:///")
+    if sqlite:
         directory = os.path.dirname(os.path.abspath(url[len("sqlite:///") :]))
         os.makedirs(directory, exist_ok=True)
+        engine_kwargs["connect_args"] = {"timeout": 60}  # wait for another worker's write lock instead of failing
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return RDBStorage(
+        storage = RDBStorage(
             url,
             heartbeat_interval=int(heartbeat_interval),
             grace_period=int(grace_period if grace_period is not None else 2 * heartbeat_interval),
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-            engine_kwargs={"pool_pre_ping": True},
+            engine_kwargs=engine_kwargs,
         )
     except Exception as error:  # SQLAlchemy's ArgumentError, OperationalError, a missing driver (ModuleNotFoundError)
         raise ValueError(f"Cannot open the storage {url!r}: {type(error).__name__}: {error}") from error
+    if sqlite:
+        _serialize_sqlite_transactions(storage.engine)
+    return storage
+
+
+def _serialize_sqlite_transactions(engine: Any) -> None:
+    """Make every transaction on a SQLite storage begin with ``BEGIN IMMEDIATE``.
+
+    Optuna claims a waiting trial by reading it ``FOR UPDATE`` and marking it running. SQLite ignores ``FOR UPDATE``,
+    and Python's ``sqlite3`` begins a transaction only at the first write, so two workers could both read the same trial
+    as waiting and both run it (seen in CI: one cell trained twice, then "Cannot tell a COMPLETE trial"). With the
+    write lock taken when each transaction begins, the read and the write of a claim are one atomic step.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event below issues the BEGIN
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened while the tables were created reconnect with the listeners
 
 
 def load_study(storage: Any, study_name: str, create: bool = False) -> Any:
