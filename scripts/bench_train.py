@@ -11,12 +11,47 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch as th
 from stable_baselines3 import SAC
 
 from sb3_metasaclag import RCPOSAC, MetaSACLag, RCPOMetaSAC, SACLag
+
+
+def make_models(env: str, net: list[int], batch_size: int, meta_every: Sequence[int] = (), autograd: bool = True) -> dict:
+    """SB3's SAC and every algorithm of the package on ``env``, named as in the output table, each past
+    ``learning_starts`` (buffers filled, logger set up) and ready for ``train()``."""
+    common = dict(learning_starts=batch_size, batch_size=batch_size, policy_kwargs=dict(net_arch=net), seed=0)
+    models = {
+        "SB3 SAC": SAC("MlpPolicy", env, **common),
+        "MetaSACLag (closed form)": MetaSACLag("MlpPolicy", env, **common),
+        **(
+            {"MetaSACLag (autograd)": MetaSACLag("MlpPolicy", env, meta_gradient_method="autograd", **common)}
+            if autograd
+            else {}
+        ),
+        **{f"MetaSACLag (meta every {k})": MetaSACLag("MlpPolicy", env, meta_gradient_every=k, **common) for k in meta_every},
+        "SACLag": SACLag("MlpPolicy", env, **common),
+        "RCPOSAC": RCPOSAC("MlpPolicy", env, **common),
+        "RCPOMetaSAC": RCPOMetaSAC("MlpPolicy", env, **common),
+    }
+    for model in models.values():
+        model.learn(batch_size + 10)
+    return models
+
+
+def time_models(models: dict, steps: int, rounds: int, batch_size: int) -> dict[str, list[float]]:
+    """Milliseconds per gradient step of each model, one value per round; the models take turns within each round so
+    that the machine's drift affects them alike."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.train(gradient_steps=steps, batch_size=batch_size)
+            times[name].append((time.perf_counter() - start) / steps * 1000)
+    return times
 
 
 def main() -> None:
@@ -39,27 +74,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     th.set_num_threads(args.threads)
-    common = dict(learning_starts=args.batch_size, batch_size=args.batch_size, policy_kwargs=dict(net_arch=args.net), seed=0)
-    models = {
-        "SB3 SAC": SAC("MlpPolicy", args.env, **common),
-        "MetaSACLag (closed form)": MetaSACLag("MlpPolicy", args.env, **common),
-        "MetaSACLag (autograd)": MetaSACLag("MlpPolicy", args.env, meta_gradient_method="autograd", **common),
-        **{
-            f"MetaSACLag (meta every {k})": MetaSACLag("MlpPolicy", args.env, meta_gradient_every=k, **common)
-            for k in args.meta_every
-        },
-        "SACLag": SACLag("MlpPolicy", args.env, **common),
-        "RCPOSAC": RCPOSAC("MlpPolicy", args.env, **common),
-        "RCPOMetaSAC": RCPOMetaSAC("MlpPolicy", args.env, **common),
-    }
-    for model in models.values():
-        model.learn(args.batch_size + 10)  # fill the buffers and set up the logger
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(args.rounds):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.train(gradient_steps=args.steps, batch_size=args.batch_size)
-            times[name].append((time.perf_counter() - start) / args.steps * 1000)
+    models = make_models(args.env, args.net, args.batch_size, args.meta_every)
+    times = time_models(models, args.steps, args.rounds, args.batch_size)
     stat = np.median if args.stat == "median" else np.min
     reference = stat(times["SB3 SAC"])
     print(

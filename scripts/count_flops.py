@@ -5,7 +5,7 @@ against the time each step takes and the machine's matrix-multiply rate.
 
 For each model: GFLOP per gradient step (matrix products forward and backward, counted by
 ``torch.utils.flop_counter.FlopCounterMode``; element-wise work is not counted), that work as a multiple of SAC's, the
-measured ms per step (fastest of ``--rounds`` rounds of ``--steps`` steps, models interleaved as in ``bench_train.py``),
+measured ms per step (fastest of ``--rounds`` rounds of ``--steps`` steps, models built and timed by ``bench_train.py``),
 the achieved GFLOP/s, the *matmul floor*: the time the step's products alone take at the rate one thread reaches on
 a ``(batch, width) x (width, width)`` product (printed first). ``floor x SAC`` is that floor divided by SB3 SAC's
 measured step time: no implementation that keeps the step's arithmetic in float32 can run below it. ``ops/step``: the
@@ -18,11 +18,9 @@ import argparse
 import time
 
 import torch as th
-from stable_baselines3 import SAC
+from bench_train import make_models, time_models  # this directory: python scripts/count_flops.py
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
-
-from sb3_metasaclag import RCPOSAC, MetaSACLag, RCPOMetaSAC, SACLag
 
 
 class OperatorCounter(TorchDispatchMode):
@@ -58,18 +56,10 @@ def main() -> None:
     parser.add_argument("--env", default="SafeNavigation2D-v0")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
-    common = dict(learning_starts=args.batch_size, batch_size=args.batch_size, policy_kwargs=dict(net_arch=args.net), seed=0)
-    models = {
-        "SB3 SAC": SAC("MlpPolicy", args.env, **common),
-        "MetaSACLag (closed form)": MetaSACLag("MlpPolicy", args.env, **common),
-        "SACLag": SACLag("MlpPolicy", args.env, **common),
-        "RCPOSAC": RCPOSAC("MlpPolicy", args.env, **common),
-        "RCPOMetaSAC": RCPOMetaSAC("MlpPolicy", args.env, **common),
-    }
+    models = make_models(args.env, args.net, args.batch_size, autograd=False)
     flops: dict[str, float] = {}
     operators: dict[str, int] = {}
     for name, model in models.items():
-        model.learn(args.batch_size + 10)  # fill the buffers and set up the logger
         counter = FlopCounterMode(display=False)
         with counter:
             model.train(gradient_steps=1, batch_size=args.batch_size)
@@ -77,12 +67,7 @@ def main() -> None:
         with OperatorCounter() as operator_counter:
             model.train(gradient_steps=1, batch_size=args.batch_size)
         operators[name] = operator_counter.count
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(args.rounds):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.train(gradient_steps=args.steps, batch_size=args.batch_size)
-            times[name].append((time.perf_counter() - start) / args.steps * 1000)
+    times = time_models(models, args.steps, args.rounds, args.batch_size)
     rate = matmul_rate(args.batch_size, max(args.net))
     sac_ms = min(times["SB3 SAC"])
     print(
