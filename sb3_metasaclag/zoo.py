@@ -124,13 +124,21 @@ def _suggest_common(trial: Any) -> dict[str, Any]:
     }
 
 
+#: Sampled parameters that are settings of Meta SAC-Lag's outer rule (metasaclag/outer_rules.py), not arguments.
+_RULE_LEARNING_RATES = ("epsilon_learning_rate", "alpha_learning_rate")
+
+
 def convert_safe_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     """Turn the raw parameters of a trial into constructor arguments (RL Zoo's ``HYPERPARAMS_CONVERTER`` contract).
 
-    ``one_minus_gamma_c`` becomes ``gamma_c`` and ``net_arch`` (a size name) becomes ``policy_kwargs``; the rest passes
-    through unchanged.
+    ``one_minus_gamma_c`` becomes ``gamma_c``, ``net_arch`` (a size name) becomes ``policy_kwargs`` and the outer
+    rule's learning rates (``epsilon_learning_rate``, ``alpha_learning_rate``) go into ``outer_rule_kwargs``; the rest
+    passes through unchanged.
     """
     hyperparams = dict(sampled_params)
+    rule = {key: hyperparams.pop(key) for key in _RULE_LEARNING_RATES if key in hyperparams}
+    if rule:
+        hyperparams["outer_rule_kwargs"] = rule
     if "one_minus_gamma_c" in hyperparams:
         hyperparams["gamma_c"] = 1.0 - hyperparams.pop("one_minus_gamma_c")
     if "net_arch" in hyperparams:

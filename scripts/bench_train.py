@@ -32,6 +32,10 @@ def make_models(env: str, net: list[int], batch_size: int, meta_every: Sequence[
             if autograd
             else {}
         ),
+        "MetaSACLag (survival rule)": MetaSACLag("MlpPolicy", env, outer_rule="survival", **common),
+        "MetaSACLag (survival, implicit)": MetaSACLag(
+            "MlpPolicy", env, outer_rule="survival", outer_rule_kwargs=dict(form="implicit"), **common
+        ),
         **{f"MetaSACLag (meta every {k})": MetaSACLag("MlpPolicy", env, meta_gradient_every=k, **common) for k in meta_every},
         "SACLag": SACLag("MlpPolicy", env, **common),
         "RCPOSAC": RCPOSAC("MlpPolicy", env, **common),
@@ -82,9 +86,9 @@ def main() -> None:
         f"env={args.env} net={args.net} batch={args.batch_size} threads={args.threads} steps={args.steps}x{args.rounds} "
         f"({args.stat} over rounds)"
     )
-    print(f"{'model':28s} {'ms/step':>9s} {'x SAC':>7s}")
+    print(f"{'model':32s} {'ms/step':>9s} {'x SAC':>7s}")
     for name, values in times.items():
-        print(f"{name:28s} {stat(values):9.2f} {stat(values) / reference:7.2f}")
+        print(f"{name:32s} {stat(values):9.2f} {stat(values) / reference:7.2f}")
 
 
 if __name__ == "__main__":

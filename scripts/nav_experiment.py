@@ -16,7 +16,7 @@ import json
 import time
 
 import torch as th
-from outer_loop_experiment import parse_value  # scripts/ is on the path when a script runs
+from outer_loop_experiment import parse_value, split_rule_settings  # scripts/ is on the path when a script runs
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_metasaclag import MetaSACLag
@@ -34,6 +34,7 @@ def main() -> None:
     args = parser.parse_intermixed_args()
     th.set_num_threads(1)
     kwargs = {key: parse_value(value) for key, value in (pair.split("=", 1) for pair in args.kwargs)}
+    kwargs = split_rule_settings("MetaSACLag", kwargs)  # the outer rule's settings go to outer_rule_kwargs
     model = MetaSACLag("MlpPolicy", "SafeNavigation2D-v0", seed=args.seed, policy_kwargs=dict(net_arch=[64, 64]), **kwargs)
     if args.descent:
         for group in model.epsilon_optimizer.param_groups:

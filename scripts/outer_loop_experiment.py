@@ -1,7 +1,8 @@
-"""The outer-loop evidence (issue 12): Meta SAC-Lag under its outer rules beside SACLag and stock SAC, several seeds.
+"""The outer-loop evidence: Meta SAC-Lag under its outer rules beside SACLag and stock SAC, several seeds.
 
     python scripts/outer_loop_experiment.py run [--tasks bandit nav-soft ...] [--contenders ...] [--seeds 0 1 2]
                                                [--workers 2] [--out docs/outer_loop]
+    python scripts/outer_loop_experiment.py evidence [--workers 2]     # every run of docs/outer_loop/results.md
     python scripts/outer_loop_experiment.py report [--out docs/outer_loop]
 
 ``run`` trains every (task, contender, seed) that has no result file yet under ``OUT/runs`` (so it resumes where it
@@ -12,7 +13,9 @@ and writes ``OUT/results.md`` (``OUT/screening.md`` when ``OUT`` is a ``screenin
 deviation over seeds, with ``OUT/notes.md`` after the header if it exists) and one Fig. 2-style plot per task,
 ``OUT/<task>.png``.
 
-Until the experiment runner of issue 13 exists this script is the one command; it adds no option to the library.
+``evidence`` runs, in order, what the evidence table needs: the bandits with every contender (the survival rule's
+forms and SACLag at the hand-picked thresholds included), then the survival rule and its coin control on the other
+tasks; the runs already on disk are skipped. It adds no option to the library.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ import numpy as np
 #: label -> (environment id, training steps, evaluation episodes, evaluation every so many steps, extra arguments)
 TASKS: dict[str, tuple[str, int, int, int, dict[str, Any]]] = {
     "bandit": ("SafeBandit-v0", 3_000, 100, 500, dict(learning_rate=1e-3, batch_size=64, net_arch=[32, 32])),
+    # The bandit family (sb3_metasaclag.envs.bandit.BANDITS): the same budget as the bandit.
+    "bandit-negative": ("SafeBanditNegative-v0", 3_000, 100, 500, dict(learning_rate=1e-3, batch_size=64, net_arch=[32, 32])),
+    "bandit-near": ("SafeBanditNearPeak-v0", 3_000, 100, 500, dict(learning_rate=1e-3, batch_size=64, net_arch=[32, 32])),
+    "bandit-context": ("SafeBanditContext-v0", 3_000, 100, 500, dict(learning_rate=1e-3, batch_size=64, net_arch=[32, 32])),
     "nav-soft": ("SafeNavigation2DSoft-v0", 20_000, 30, 2_500, {}),
     "circle-soft": ("SafeCircleSoft-v0", 20_000, 30, 2_500, {}),
     "circle": ("SafeCircle-v0", 20_000, 30, 2_500, {}),
@@ -46,6 +53,16 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     "metasaclag-paper": ("MetaSACLag", dict(outer_rule="paper")),
     "saclag": ("SACLag", dict(epsilon=0.5)),
     "sac": ("SAC", {}),
+    # The survival rule (outer_rules.SurvivalRule) in its three forms, and the coin control of its default form.
+    "metasaclag-survival": ("MetaSACLag", dict(outer_rule="survival")),
+    "metasaclag-survival-coin": ("MetaSACLagCoinSurvival", dict(outer_rule="survival")),
+    "metasaclag-survival-implicit": ("MetaSACLag", dict(outer_rule="survival", outer_rule_kwargs=dict(form="implicit"))),
+    "metasaclag-survival-unrolled": ("MetaSACLag", dict(outer_rule="survival", outer_rule_kwargs=dict(form="unrolled"))),
+    # SACLag at hand-picked thresholds (the bandits: what a hand-tuned threshold reaches).
+    "saclag-0.02": ("SACLag", dict(epsilon=0.02)),
+    "saclag-0.05": ("SACLag", dict(epsilon=0.05)),
+    "saclag-0.1": ("SACLag", dict(epsilon=0.1)),
+    "saclag-0.2": ("SACLag", dict(epsilon=0.2)),
     # Candidates screened while choosing the default (docs/outer_loop/screening/screening.md), in the order they were run.
     # Each names its epsilon objective explicitly (J_eps, Eq. 14, is the default). "noband" is the averaged rule without
     # its epsilon band; the others change one or two arguments of it.
@@ -144,7 +161,22 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 #: The contenders of the issue's table (the others are screening candidates, run with --contenders).
-MAIN_CONTENDERS = ["metasaclag", "metasaclag-paper", "saclag", "sac"]
+MAIN_CONTENDERS = [
+    "metasaclag-survival",
+    "metasaclag-survival-coin",
+    "metasaclag",
+    "metasaclag-paper",
+    "saclag",
+    "sac",
+]
+#: The bandits' tasks and the contenders run on them only (forms of the rule screened there, hand-picked thresholds).
+BANDIT_TASKS = ["bandit", "bandit-negative", "bandit-near", "bandit-context"]
+BUILTIN_TASKS = ["circle-soft", "circle", "nav-soft", "nav"]
+BANDIT_CONTENDERS = ["metasaclag-survival-implicit", "metasaclag-survival-unrolled"] + [
+    f"saclag-{eps}" for eps in (0.02, 0.05, 0.1, 0.2)
+]
+#: The candidate judged by the acceptance summary, and its coin control.
+ADOPTED, COIN = "metasaclag-survival", "metasaclag-survival-coin"
 
 
 def coin_epsilon_class(seed: int) -> type:
@@ -163,6 +195,61 @@ def coin_epsilon_class(seed: int) -> type:
             super()._outer_step()
 
     return MetaSACLagCoinEpsilon
+
+
+def coin_survival_class(seed: int) -> type:
+    """``MetaSACLag`` under the survival rule whose ``epsilon`` signal has its sign replaced by a coin flip at each
+    outer step (Rprop uses only the sign); everything else is unchanged."""
+    from sb3_metasaclag import MetaSACLag
+
+    coin = np.random.default_rng(10_000 + seed)
+
+    class MetaSACLagCoinSurvival(MetaSACLag):
+        def _setup_model(self) -> None:
+            super()._setup_model()
+            rule = self._rule
+            signal = rule.epsilon_signal
+
+            def coin_signal() -> float:
+                return (1.0 if coin.random() < 0.5 else -1.0) * abs(signal())
+
+            rule.epsilon_signal = coin_signal
+
+    return MetaSACLagCoinSurvival
+
+
+def greedy_distance(model: Any, env_id: str, n_episodes: int, seed: int = 10_000) -> float:
+    """Mean distance of the greedy (deterministic) action to the bandit's constrained optimum, on the evaluation seeds."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    distances = []
+    for episode in range(n_episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        action, _ = model.predict(obs, deterministic=True)
+        distances.append(abs(float(np.clip(action[0], -1, 1)) - env.unwrapped.constrained_optimum))
+    return float(np.mean(distances))
+
+
+def split_rule_settings(algo_name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Move the outer rule's settings (``meta_interval``, ``epsilon_band``, ...: the parameters of the rule classes in
+    ``metasaclag/outer_rules.py``) from ``kwargs`` into ``outer_rule_kwargs``, where MetaSACLag takes them (the
+    contenders above were written when they were constructor arguments)."""
+    import inspect
+
+    from sb3_metasaclag.metasaclag.outer_rules import RULES
+
+    if algo_name == "SAC" or "SACLag" == algo_name:
+        return kwargs
+    settings = {name for rule in RULES.values() for name in inspect.signature(rule).parameters}
+    rule = dict(kwargs.get("outer_rule_kwargs", {}))
+    rest = {}
+    for key, value in kwargs.items():
+        if key in settings:
+            rule[key] = value
+        elif key != "outer_rule_kwargs":
+            rest[key] = value
+    return {**rest, "outer_rule_kwargs": rule} if rule else rest
 
 
 def run_one(out: str, task: str, contender: str, seed: int, extra: dict[str, Any]) -> str:
@@ -189,8 +276,11 @@ def run_one(out: str, task: str, contender: str, seed: int, extra: dict[str, Any
 
     env = CostMonitor(gym.make(env_id))
     per_dimension(kwargs, int(np.prod(env.action_space.shape)))
+    kwargs = split_rule_settings(algo_name, kwargs)
     if algo_name == "MetaSACLagCoinEpsilon":
         algo = coin_epsilon_class(seed)
+    elif algo_name == "MetaSACLagCoinSurvival":
+        algo = coin_survival_class(seed)
     else:
         algo = SAC if algo_name == "SAC" else getattr(sb3_metasaclag, algo_name)
     model = algo("MlpPolicy", env, seed=seed, policy_kwargs=policy_kwargs, **kwargs)
@@ -202,6 +292,8 @@ def run_one(out: str, task: str, contender: str, seed: int, extra: dict[str, Any
         evaluations.append({"timestep": model.num_timesteps, **evaluate_safe_policy(model, env_id, n_eval)})
     wall = time.perf_counter() - start
     final = evaluations[-1]
+    if task.startswith("bandit"):
+        final["distance"] = greedy_distance(model, env_id, n_eval)
     result = {
         "task": task,
         "env_id": env_id,
@@ -283,7 +375,7 @@ def report(out: str) -> None:
     screening = os.path.basename(os.path.normpath(out)) == "screening"
     tasks = [task for task in TASKS if any(r["task"] == task for r in results)]
     lines = [
-        "# Outer-loop rules screened (issue 12)" if screening else "# Outer-loop evidence (issue 12)",
+        "# Outer-loop rules screened" if screening else "# Outer-loop evidence",
         "",
         "Written by `python scripts/outer_loop_experiment.py report` from the runs under `runs/` "
         "(`python scripts/outer_loop_experiment.py run` makes them). Mean ± standard deviation over seeds; "
@@ -301,9 +393,9 @@ def report(out: str) -> None:
         env_id, steps, n_eval, _, _ = TASKS[task]
         lines += [f"## {task}: `{env_id}`, {steps:,} steps, {n_eval} evaluation episodes", ""]
         lines += [
-            "| contender | seeds | eval return | eval success | eval violation rate | training violating episodes "
-            "| final epsilon | epsilon range, last quarter | final alpha | final nu | minutes |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| contender | seeds | eval return | eval success | eval violation rate | greedy distance to a* "
+            "| training violating episodes | final epsilon | epsilon range, last quarter | final alpha | final nu | minutes |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for contender in CONTENDERS:
             runs = [r for r in results if r["task"] == task and r["contender"] == contender]
@@ -324,6 +416,7 @@ def report(out: str) -> None:
                         # Only the navigation tasks have a goal (older runs stored 0 for the others).
                         _mean_std([r["final"]["success"] if "Navigation" in env_id else math.nan for r in runs]),
                         _mean_std([r["final"]["violation"] for r in runs]),
+                        _mean_std([distance(r) for r in runs], 3),
                         _mean_std([r["training_violating_episodes"] for r in runs], 0),
                         _mean_std([last(r, "epsilon") for r in runs], 3),
                         _mean_std([r.get("epsilon_range_last_quarter", last_quarter_range(r, "epsilon")) for r in runs], 3),
@@ -335,13 +428,118 @@ def report(out: str) -> None:
                 + " |"
             )
         lines.append("")
-        if not screening:
-            lines += criteria(results, task)
         plot_task(results, task, os.path.join(out, f"{task}.png"))
         lines += [f"![{task}]({task}.png)", ""]
+    if not screening:
+        lines += acceptance(results)
     with open(os.path.join(out, "screening.md" if screening else "results.md"), "w") as file:
         file.write("\n".join(lines))
     print("\n".join(lines))
+
+
+def distance(result: dict[str, Any]) -> float:
+    """The greedy action's mean distance to the bandit's constrained optimum (NaN off the bandits). Runs made before it
+    was recorded are on ``SafeBandit-v0``, whose deterministic return is ``10 a``: ``a`` follows from it."""
+    if not result["task"].startswith("bandit"):
+        return math.nan
+    if "distance" in result["final"]:
+        return float(result["final"]["distance"])
+    return abs(result["final"]["return"] / 10.0 - 0.5) if result["task"] == "bandit" else math.nan
+
+
+def _stats(results: list[dict[str, Any]], task: str, contender: str, value: Any) -> tuple[float, float, int]:
+    values = [value(r) for r in results if r["task"] == task and r["contender"] == contender]
+    if not values:
+        return math.nan, math.nan, 0
+    return float(np.mean(values)), float(np.std(values)), len(values)
+
+
+def _final_alpha(result: dict[str, Any]) -> float:
+    values = result["history"]["alpha"]
+    return float(values[-1]) if values else math.nan
+
+
+def acceptance(results: list[dict[str, Any]], ours: str = ADOPTED, coin: str = COIN) -> list[str]:
+    """The outer-loop issue's acceptance lines for ``ours`` (means over seeds), each with its figures and PASS/FAIL."""
+    lines = [f"## Acceptance summary for `{ours}` (means over seeds; its coin control `{coin}`)", ""]
+
+    def mean(task: str, contender: str, value: Any) -> float:
+        return _stats(results, task, contender, value)[0]
+
+    def violation(r: dict[str, Any]) -> float:
+        return float(r["final"]["violation"])
+
+    def eps_range(r: dict[str, Any]) -> float:
+        return float(r.get("epsilon_range_last_quarter", last_quarter_range(r, "epsilon")))
+
+    lines += ["| bandit | distance | violation rate | epsilon range | best SACLag (epsilon: distance, violations) | verdict |"]
+    lines += ["| --- | --- | --- | --- | --- | --- |"]
+    for task in BANDIT_TASKS:
+        if _stats(results, task, ours, violation)[2] == 0:
+            lines.append(f"| {task} | - | - | - | - | not run |")
+            continue
+        d, v, e = mean(task, ours, distance), mean(task, ours, violation), mean(task, ours, eps_range)
+        hand = []
+        for eps in (0.02, 0.05, 0.1, 0.2, 0.5):
+            name = "saclag" if eps == 0.5 else f"saclag-{eps}"
+            if _stats(results, task, name, violation)[2]:
+                hand.append((mean(task, name, distance), mean(task, name, violation), eps))
+        # The best hand-picked threshold with no more violations than ours (the closest of all when none is as safe).
+        safe = [entry for entry in hand if entry[1] <= v]
+        best = min(safe or hand) if hand else (math.nan, math.nan, math.nan)
+        close = v <= 0.05 and d <= 0.1
+        matched = d <= best[0] + 0.05 and v <= best[1]
+        ok = (close or matched) and e <= 0.1
+        reasons = ["within 0.1" if close else "as close as the best fixed threshold" if matched else "too far or violating"]
+        reasons.append("epsilon settled" if e <= 0.1 else "epsilon range > 0.1")
+        lines.append(
+            f"| {task} | {d:.3f} | {v:.2f} | {e:.3f} | {best[2]}: {best[0]:.3f}, {best[1]:.2f} | "
+            f"{'PASS' if ok else 'FAIL'} ({'; '.join(reasons)}) |"
+        )
+    lines += ["", "| task | eval violation rate | training violating episodes (SACLag) | return (90 % of SACLag) "]
+    lines[-1] += "| final alpha (SAC's) | verdict |"
+    lines += ["| --- | --- | --- | --- | --- | --- |"]
+    returns_ok = alpha_ok = builtin = 0
+    for task in ["bandit", *BUILTIN_TASKS]:
+        if _stats(results, task, ours, violation)[2] == 0:
+            lines.append(f"| {task} | - | - | - | - | not run |")
+            continue
+        builtin += 1
+        v = mean(task, ours, violation)
+        train, train_lag = (mean(task, c, lambda r: r["training_violating_episodes"]) for c in (ours, "saclag"))
+        ret, ret_lag = (mean(task, c, lambda r: r["final"]["return"]) for c in (ours, "saclag"))
+        alpha, alpha_sac = mean(task, ours, _final_alpha), mean(task, "sac", _final_alpha)
+        return_ok = ret >= 0.9 * ret_lag if ret_lag > 0 else ret >= ret_lag
+        within = 0.1 <= alpha / alpha_sac <= 10 if alpha_sac > 0 else False
+        returns_ok += return_ok
+        alpha_ok += within
+        ok = v <= 0.1 and train <= train_lag
+        lines.append(
+            f"| {task} | {v:.2f} | {train:.0f} ({train_lag:.0f}) | {ret:.2f} ({ret_lag:.2f}){'' if return_ok else ' low'} "
+            f"| {alpha:.2g} ({alpha_sac:.2g}){'' if within else ' off'} | {'PASS' if ok else 'FAIL'} |"
+        )
+    lines += ["", f"- Return >= 90 % of SACLag's on {returns_ok} of {builtin} built-in tasks (needed: 4 of 5)."]
+    lines += [f"- `alpha` within a factor 10 of stock SAC's on {alpha_ok} of {builtin} built-in tasks (needed: 4 of 5)."]
+    worse = []
+    for task in TASKS:
+        if not (_stats(results, task, ours, violation)[2] and _stats(results, task, coin, violation)[2]):
+            continue
+        for label, value, higher_is_worse in (
+            ("return", lambda r: r["final"]["return"], False),
+            ("violation rate", violation, True),
+            ("distance", distance, True),
+        ):
+            m_ours, s_ours, _ = _stats(results, task, ours, value)
+            m_coin, s_coin, _ = _stats(results, task, coin, value)
+            gap = (m_coin - m_ours) if higher_is_worse else (m_ours - m_coin)
+            if not math.isnan(gap) and gap > max(s_ours, s_coin):
+                worse.append(f"{task} ({label}: {m_coin:.3g} ± {s_coin:.2g} against {m_ours:.3g} ± {s_ours:.2g})")
+    lines += [
+        f"- The coin control is worse by more than one standard deviation on {len({w.split(' ')[0] for w in worse})} "
+        f"tasks (needed: 2): {'; '.join(worse) if worse else 'none'}.",
+        "",
+    ]
+    return lines
 
 
 def criteria(results: list[dict[str, Any]], task: str, ours: str = "metasaclag") -> list[str]:
@@ -442,7 +640,7 @@ def parse_value(text: str) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["run", "report"])
+    parser.add_argument("command", choices=["run", "evidence", "report"])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--contenders", nargs="+", default=MAIN_CONTENDERS, choices=list(CONTENDERS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -455,6 +653,11 @@ def main() -> None:
         return
     extra = {key: parse_value(value) for key, value in (pair.split("=", 1) for pair in args.params)}
     jobs = [(args.out, t, c, s, extra) for t in args.tasks for s in args.seeds for c in args.contenders]
+    if args.command == "evidence":
+        bandits = [(args.out, t, c, s, extra) for t in BANDIT_TASKS for s in args.seeds
+                   for c in MAIN_CONTENDERS + BANDIT_CONTENDERS]  # fmt: skip
+        others = [(args.out, t, c, s, extra) for t in BUILTIN_TASKS for s in args.seeds for c in (ADOPTED, COIN)]
+        jobs = bandits + others
     with multiprocessing.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
         for path in pool.imap_unordered(_run_star, jobs):
             print(f"done {path}", flush=True)

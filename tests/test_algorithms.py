@@ -139,7 +139,7 @@ def test_sac_lag_make_with_env_id_and_gym_env():
         (dict(replay_buffer_kwargs={"safety_buffer_size": 0}), "safety_buffer_size'\\] must be a whole number >= 1"),
         (dict(target_update_interval=0), "target_update_interval must be a whole number >= 1"),
         (dict(gamma=1.5), r"gamma must lie in \[0.0, 1.0\]"),
-        (dict(tau=2), r"tau must lie in \(0.0, 1.0\]"),
+        (dict(tau=2), r"tau must lie in \[0.0, 1.0\]"),
     ],
 )
 @pytest.mark.parametrize("model_class", MODEL_LIST)
@@ -292,8 +292,11 @@ def test_sac_arguments_that_cannot_apply_are_refused_with_the_reason(model_class
     assert type(model.replay_buffer) is MyBuffer
     with pytest.raises(ValueError, match=r"constraint-aware replay buffer .* got HerReplayBuffer"):
         model_class("MlpPolicy", "SafeBandit-v0", replay_buffer_class=HerReplayBuffer, **SMALL)
-    with pytest.raises(ValueError, match="does not support gSDE"):
-        model_class("MlpPolicy", "SafeBandit-v0", use_sde=True, **SMALL)
+    if model_class.supports_sde:  # SACLag, RCPOSAC: gSDE as in SAC (tests/test_sde.py)
+        assert model_class("MlpPolicy", "SafeBandit-v0", use_sde=True, **SMALL).actor.use_sde
+    else:
+        with pytest.raises(ValueError, match="does not support gSDE"):
+            model_class("MlpPolicy", "SafeBandit-v0", use_sde=True, **SMALL)
     with pytest.raises(ValueError, match="does not support optimize_memory_usage"):
         model_class("MlpPolicy", "SafeBandit-v0", optimize_memory_usage=True, **SMALL)
 

@@ -8,6 +8,7 @@ from stable_baselines3.common.env_checker import check_env
 
 import sb3_metasaclag  # noqa: F401  (registers the environments)
 from sb3_metasaclag.envs import (
+    BANDIT_ENV_IDS,
     BUILTIN_ENV_IDS,
     SafeBanditEnv,
     SafeCircleEnv,
@@ -16,7 +17,7 @@ from sb3_metasaclag.envs import (
     scripted_safe_policy,
 )
 
-ENV_IDS = list(BUILTIN_ENV_IDS)
+ENV_IDS = list(dict.fromkeys([*BUILTIN_ENV_IDS, *BANDIT_ENV_IDS]))
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -55,7 +56,7 @@ def test_seeding_reproduces_trajectories(env_id):
         return np.concatenate([np.ravel(x) for x in trajectory])
 
     np.testing.assert_array_equal(rollout(3), rollout(3))
-    if env_id == "SafeNavigation2D-v0":  # the bandit has a constant observation
+    if env_id in ("SafeNavigation2D-v0", "SafeBanditContext-v0"):  # the other bandits have a constant observation
         assert not np.array_equal(rollout(3), rollout(4))
 
 
@@ -186,3 +187,35 @@ def test_circle_rejects_bad_parameters():
         SafeCircleEnv(wall_x=1.5)
     with pytest.raises(ValueError, match="radius must be > 0"):
         SafeCircleEnv(radius=0.0)
+
+
+@pytest.mark.parametrize("env_id", BANDIT_ENV_IDS)
+def test_bandit_constrained_optimum_is_the_best_safe_action(env_id):
+    # Brute force over a fine grid of actions, per context: the best non-violating action is the closed form.
+    env = gym.make(env_id)
+    bandit = env.unwrapped
+    grid = np.linspace(-1, 1, 4001)
+    for seed in range(5):
+        obs, _ = env.reset(seed=seed)
+        rewards, costs = [], []
+        for action in grid:
+            env.reset(seed=seed)
+            _, reward, terminated, _, info = env.step(np.array([action], dtype=np.float32))
+            assert terminated
+            rewards.append(reward)
+            costs.append(info["cost"])
+        safe = np.asarray(costs) == 0.0
+        best = grid[safe][np.argmax(np.asarray(rewards)[safe])]
+        assert best == pytest.approx(bandit.constrained_optimum_at(obs[0]), abs=1e-3)
+        assert bandit.constrained_optimum == bandit.constrained_optimum_at(obs[0])
+    if env_id == "SafeBanditNegative-v0":
+        assert max(bandit.reward(a) for a in grid) < 0  # every reward negative
+
+
+def test_bandit_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="reward_peak must lie in"):
+        SafeBanditEnv(reward_peak=1.5)
+    with pytest.raises(ValueError, match="reward_offset must be finite"):
+        SafeBanditEnv(reward_offset=float("nan"))
+    with pytest.raises(ValueError, match="reward_scale must be > 0"):
+        SafeBanditEnv(reward_scale=float("nan"))

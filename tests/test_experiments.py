@@ -1,4 +1,4 @@
-"""The experiment runner (issue 13): grids in an Optuna study, worker processes, retries, figures, RL Zoo's tools."""
+"""The experiment runner: grids in an Optuna study, worker processes, retries, figures, RL Zoo's tools."""
 
 import glob
 import multiprocessing
@@ -40,7 +40,7 @@ def small_grid(tmp_path_factory):
     """A 2 algorithms x 2 seeds grid run by 2 worker processes sharing one SQLite file."""
     root = tmp_path_factory.mktemp("grid")
     storage = f"sqlite:///{root / 'exp.db'}"
-    contenders = [Contender("saclag", "saclag"), Contender("meta", "metasaclag", {"meta_interval": 5})]
+    contenders = [Contender("saclag", "saclag"), Contender("meta", "metasaclag", {"outer_rule_kwargs": {"meta_interval": 5}})]
     cells = grid_cells(contenders, ["SafeBandit-v0"], [0, 1], steps=200, params=TINY, **FAST)
     result = run_grid(cells, storage, "small", str(root / "logs"), workers=2, poll_seconds=0.5, echo=_quiet)
     return root, storage, cells, result
@@ -147,19 +147,23 @@ def _start_worker(storage, study, log_dir):
 
 
 def test_a_killed_worker_leaves_its_run_to_the_next_command(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'exp.db'}"
-    log_dir = str(tmp_path / "logs")
+    _check_killed_worker_is_retried(f"sqlite:///{tmp_path / 'exp.db'}", "kill", str(tmp_path / "logs"))
+
+
+def _check_killed_worker_is_retried(storage: str, name: str, log_dir: str) -> None:
+    """A worker killed in the middle of a run leaves that run to the next command, which retries it once; a finished
+    run is not redone."""
     short = grid_cells([Contender("sac", "sac")], ["SafeBandit-v0"], [0], steps=150, params=TINY, **FAST)
     # The long run does no gradient step before 1,200 environment steps: it is slow enough to be killed midway.
     long = grid_cells(
         [Contender("sac", "sac")], ["SafeBandit-v0"], [1], steps=1_300, params={**TINY, "learning_starts": 1_200}, **FAST
     )
-    run_grid(short, storage, "kill", log_dir, workers=1, heartbeat_interval=1, grace_period=2, echo=_quiet)
-    (finished,) = _trials_by_key(storage, "kill")[short[0].key]
+    run_grid(short, storage, name, log_dir, workers=1, heartbeat_interval=1, grace_period=2, echo=_quiet)
+    (finished,) = _trials_by_key(storage, name)[short[0].key]
 
-    study = load_study(open_storage(storage, 1, 2), "kill")
+    study = load_study(open_storage(storage, 1, 2), name)
     assert enqueue_grid(study, short + long) == 1  # the finished run is not queued again
-    process = _start_worker(storage, "kill", log_dir)
+    process = _start_worker(storage, name, log_dir)
     deadline = time.time() + 240
     while time.time() < deadline:
         running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.user_attrs.get("steps", 0) > 0]
@@ -171,9 +175,9 @@ def test_a_killed_worker_leaves_its_run_to_the_next_command(tmp_path):
     process.join()
     time.sleep(3)  # longer than the grace period: the killed run's heartbeat is stale
 
-    result = run_grid(short + long, storage, "kill", log_dir, workers=1, heartbeat_interval=1, grace_period=2, echo=_quiet)
+    result = run_grid(short + long, storage, name, log_dir, workers=1, heartbeat_interval=1, grace_period=2, echo=_quiet)
     assert result == {"finished": 2, "failed": 0, "total": 2}
-    by_key = _trials_by_key(storage, "kill")
+    by_key = _trials_by_key(storage, name)
     assert [t.number for t in by_key[short[0].key]] == [finished.number]  # not redone
     states = sorted(t.state.name for t in by_key[long[0].key])
     assert states == ["COMPLETE", "FAIL"]  # the killed attempt, then the retry
@@ -224,11 +228,21 @@ def test_summary_and_fig3_for_pour_coffee_settings(tmp_path):
     assert "| metasaclag (setting=2) | 0, 1 |" in summary and "| metasaclag (setting=3) | 0, 1 |" in summary
 
 
-@pytest.mark.slow
-def test_grid_on_a_postgresql_server(tmp_path):
-    """Two worker processes share a grid through a real PostgreSQL server started (and stopped) by the test."""
+def _postgres_programs() -> tuple[str, str]:
+    """``initdb`` and ``pg_ctl``: from PATH, else the server that the ``pgserver`` wheel ships (``make install``)."""
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    assert initdb and pg_ctl, "PostgreSQL's server programs (initdb, pg_ctl) must be on PATH"
+    if initdb and pg_ctl:
+        return initdb, pg_ctl
+    import pgserver
+
+    bin_dir = os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin")
+    return os.path.join(bin_dir, "initdb"), os.path.join(bin_dir, "pg_ctl")
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A real PostgreSQL server on a private Unix socket (no TCP), started for this module and stopped after it."""
+    initdb, pg_ctl = _postgres_programs()
     # Not under tmp_path: pytest's temporary directories are private to the user running the tests.
     server_dir = tempfile.mkdtemp(prefix="sb3-metasaclag-pg-")
     data, sockets = os.path.join(server_dir, "data"), os.path.join(server_dir, "sock")
@@ -238,22 +252,31 @@ def test_grid_on_a_postgresql_server(tmp_path):
         prefix = ["runuser", "-u", "nobody", "--"]
         os.chmod(server_dir, 0o777)
         shutil.chown(sockets, "nobody")
-    user = "nobody" if prefix else None
-    subprocess.run([*prefix, initdb, "-D", data, "-A", "trust", "-U", user or os.environ.get("USER", "postgres")],
+    user = "nobody" if prefix else os.environ.get("USER", "postgres")
+    subprocess.run([*prefix, initdb, "-D", data, "-A", "trust", "-U", user],
                    check=True, capture_output=True, cwd=server_dir)  # fmt: skip
     port = 54000 + os.getpid() % 1000
     options = f"-k {sockets} -p {port} -c listen_addresses=''"
     subprocess.run([*prefix, pg_ctl, "-D", data, "-o", options, "-w", "-l", os.path.join(server_dir, "pg.log"), "start"],
                    check=True, capture_output=True, cwd=server_dir)  # fmt: skip
     try:
-        url = f"postgresql://{user or os.environ.get('USER', 'postgres')}@/postgres?host={sockets}&port={port}"
-        cells = grid_cells([Contender("sac", "sac"), Contender("saclag", "saclag")], ["SafeBandit-v0"], [0, 1],
-                           steps=150, params=TINY, **FAST)  # fmt: skip
-        result = run_grid(cells, url, "pg", str(tmp_path / "logs"), workers=2, poll_seconds=0.5, echo=_quiet)
-        assert result == {"finished": 4, "failed": 0, "total": 4}
-        by_key = _trials_by_key(url, "pg")
-        assert all([t.state for t in trials] == [TrialState.COMPLETE] for trials in by_key.values())
-        assert len({t.user_attrs["worker"] for trials in by_key.values() for t in trials}) == 2
+        yield f"postgresql://{user}@/postgres?host={sockets}&port={port}"
     finally:
         subprocess.run([*prefix, pg_ctl, "-D", data, "-m", "fast", "stop"], capture_output=True, cwd=server_dir)
         shutil.rmtree(server_dir, ignore_errors=True)
+
+
+def test_grid_on_a_postgresql_server(postgres_url, tmp_path):
+    """Two worker processes share a grid through a real PostgreSQL server: every cell runs once, both take runs."""
+    cells = grid_cells([Contender("sac", "sac"), Contender("saclag", "saclag")], ["SafeBandit-v0"], [0, 1],
+                       steps=150, params=TINY, **FAST)  # fmt: skip
+    result = run_grid(cells, postgres_url, "pg", str(tmp_path / "logs"), workers=2, poll_seconds=0.5, echo=_quiet)
+    assert result == {"finished": 4, "failed": 0, "total": 4}
+    by_key = _trials_by_key(postgres_url, "pg")
+    assert set(by_key) == {cell.key for cell in cells}
+    assert all([t.state for t in trials] == [TrialState.COMPLETE] for trials in by_key.values())
+    assert len({t.user_attrs["worker"] for trials in by_key.values() for t in trials}) == 2
+
+
+def test_a_killed_worker_on_postgresql_leaves_its_run_to_the_next_command(postgres_url, tmp_path):
+    _check_killed_worker_is_retried(postgres_url, "pg-kill", str(tmp_path / "logs"))

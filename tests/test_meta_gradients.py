@@ -34,11 +34,14 @@ def _model(
     nu_optimizer: str = "rmsprop",
     constraint_states: str = "batch",
 ) -> MetaSACLag:
-    extra = {} if epsilon_objective is None else {"epsilon_objective": epsilon_objective, "outer_rule": outer_rule}
+    rule: dict = {} if epsilon_objective is None else {"epsilon_objective": epsilon_objective}
+    extra: dict = {} if epsilon_objective is None else {"outer_rule": outer_rule}
     if nu_optimizer != "rmsprop":
         extra["nu_optimizer"] = nu_optimizer
     if constraint_states != "batch":
-        extra["constraint_states"] = constraint_states
+        rule["constraint_states"] = constraint_states
+    if rule:
+        extra["outer_rule_kwargs"] = rule
     # Tanh networks: the pipeline is smooth, so finite differences do not cross ReLU kinks.
     model = model_class(
         "MlpPolicy",
@@ -113,7 +116,11 @@ def test_meta_gradients_match_finite_differences(epsilon_objective, method, oute
     # off the projection, where finite differences define it) and only steps differently. A plain gradient step on nu
     # (nu_optimizer="sgd") changes d nu'/d epsilon to -nu_learning_rate; J_c measured on initial states changes nu'.
     model = _model(
-        epsilon_objective, method, outer_rule=outer_rule, nu_optimizer=nu_optimizer, constraint_states=constraint_states
+        epsilon_objective,
+        method,
+        outer_rule=outer_rule,
+        nu_optimizer=nu_optimizer,
+        constraint_states=constraint_states,
     )
     obs, validation, initial = _batches(model)
     compute = model.meta_gradients if method == "closed_form" else partial(meta_gradients_autograd, model)

@@ -194,7 +194,7 @@ def test_samplers_sample_what_matters_and_build_models(algo):
     assert 0.9 <= params["gamma_c"] < 1.0
     assert "alpha" not in params and "ent_coef" not in params  # tuned by the algorithm itself
     if algo == "metasaclag":
-        assert "epsilon" not in params and {"epsilon_learning_rate", "alpha_learning_rate"} <= set(params)
+        assert "epsilon" not in params and {"epsilon_learning_rate", "alpha_learning_rate"} <= set(params["outer_rule_kwargs"])
     else:
         assert 0.05 <= params["epsilon"] <= 1.0
     model = ZOO_ALGOS[algo]("MlpPolicy", "SafeBandit-v0", **params)

@@ -8,10 +8,18 @@ import torch as th
 
 from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop
 
-__all__ = ["LagrangeMultiplier"]
+__all__ = ["LagrangeMultiplier", "PIDLagrangeMultiplier"]
 
 
 NU_OPTIMIZERS = ("rmsprop", "sgd")
+
+
+def _check_bounds(initial_value: float, max_value: float) -> None:
+    """Raise a ValueError unless ``0 <= initial_value <= max_value``."""
+    if initial_value < 0:
+        raise ValueError(f"The initial Lagrange multiplier nu must be >= 0, got {initial_value}")
+    if not max_value >= initial_value:
+        raise ValueError(f"The largest Lagrange multiplier nu_max must be >= the initial nu {initial_value}, got {max_value}")
 
 
 class LagrangeMultiplier:
@@ -44,12 +52,7 @@ class LagrangeMultiplier:
         max_value: float = float("inf"),
         optimizer: str = "rmsprop",
     ) -> None:
-        if initial_value < 0:
-            raise ValueError(f"The initial Lagrange multiplier nu must be >= 0, got {initial_value}")
-        if not max_value >= initial_value:
-            raise ValueError(
-                f"The largest Lagrange multiplier nu_max must be >= the initial nu {initial_value}, got {max_value}"
-            )
+        _check_bounds(initial_value, max_value)
         if optimizer not in NU_OPTIMIZERS:
             raise ValueError(f"The optimizer of nu must be one of {NU_OPTIMIZERS}, got {optimizer!r}")
         self.straight_through = bool(straight_through)
@@ -129,3 +132,69 @@ class LagrangeMultiplier:
         self.optimizer.step()
         with th.no_grad():
             self.nu.clamp_(0.0, self.max_value)
+
+
+class PIDLagrangeMultiplier:
+    """``nu`` by a PI controller on the constraint gap (the PID Lagrangian of Stooke, Achiam and Abbeel 2020, without
+    its derivative term): with ``e = J_c - epsilon``,
+
+        I' = clip(I + ki * e, 0, max_value),   nu' = clip(I' + kp * e, 0, max_value).
+
+    The integral ``I`` is gradient descent on ``nu``'s Lagrangian with step ``ki`` (proportional to the gap, so a small
+    steady gap moves it slowly, where RMSProp's step stays near its learning rate for any gap), clamped at 0 so that it
+    cannot wind up below the projection; the proportional term answers a gap at once, which damps the loop that a
+    self-tuned ``epsilon`` closes with ``nu``. ``d nu'/d epsilon = -(kp + ki)`` (taken straight through the clamps, so
+    that a meta-learned ``epsilon`` has no dead zone at ``nu = 0``). Same interface as :class:`LagrangeMultiplier`.
+
+    :param initial_value: Initial ``nu`` (the integral starts there).
+    :param kp: Proportional gain, ``>= 0``.
+    :param ki: Integral gain (the step of ``I`` per unit gap and gradient step), ``> 0``.
+    :param device: PyTorch device.
+    :param max_value: Upper end of ``nu`` and of the integral (``inf``: none).
+    """
+
+    straight_through = True
+
+    def __init__(
+        self,
+        initial_value: float,
+        kp: float,
+        ki: float,
+        device: th.device | str = "cpu",
+        max_value: float = float("inf"),
+    ) -> None:
+        _check_bounds(initial_value, max_value)
+        if not kp >= 0:
+            raise ValueError(f"The proportional gain kp must be >= 0, got {kp}")
+        if not ki > 0:
+            raise ValueError(f"The integral gain ki must be > 0, got {ki}")
+        self.kp, self.ki, self.max_value = float(kp), float(ki), float(max_value)
+        self.nu = th.tensor(float(initial_value), device=device, requires_grad=True)
+        self.integral = th.tensor(float(initial_value), device=device)
+        # Stateless; present so that the model's save() finds an optimizer of nu as for the other multipliers.
+        self.optimizer: th.optim.Optimizer = th.optim.SGD([self.nu], lr=self.ki)
+
+    @property
+    def value(self) -> float:
+        return float(self.nu.item())
+
+    def step_with_derivative(
+        self, constraint_value: th.Tensor, epsilon: th.Tensor | float
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """``nu'``, the new integral (the state to :meth:`commit`) and ``d nu'/d epsilon``, without a graph."""
+        with th.no_grad():
+            gap = constraint_value.detach() - th.as_tensor(epsilon).detach()
+            integral = (self.integral + self.ki * gap).clamp(0.0, self.max_value)
+            new_nu = (integral + self.kp * gap).clamp(0.0, self.max_value)
+        return new_nu, integral, th.full_like(new_nu, -(self.kp + self.ki))
+
+    def commit(self, new_nu: th.Tensor, integral: th.Tensor) -> None:
+        """Make ``nu'`` and its integral (from :meth:`step_with_derivative`) the current values."""
+        with th.no_grad():
+            self.nu.copy_(new_nu.detach())
+            self.integral.copy_(integral.detach())
+
+    def step(self, constraint_value: th.Tensor, epsilon: th.Tensor | float) -> None:
+        """One controller step, committed."""
+        new_nu, integral, _ = self.step_with_derivative(constraint_value, epsilon)
+        self.commit(new_nu, integral)

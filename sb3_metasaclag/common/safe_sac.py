@@ -98,16 +98,58 @@ def _atomic_write(path: str | os.PathLike, suffix: str, write: Any) -> None:
         raise
 
 
+def _resolve(path: Any, suffix: str) -> Any:
+    """A path as SB3's loaders resolve it: ``path`` if it exists, else ``path`` + ``suffix`` (file objects as given)."""
+    if isinstance(path, (str, os.PathLike)):
+        path = os.fspath(path)
+        if not os.path.exists(path) and not path.endswith(suffix):
+            return f"{path}{suffix}"
+    return path
+
+
+def check_model_file(path: Any) -> None:
+    """Raise a ValueError that names the file and what is wrong with it unless it is a readable model archive: a zip
+    with the hyperparameters (``data``) and the network parameters (``policy.pth``), every member intact."""
+    import zipfile
+
+    path = _resolve(path, ".zip")
+    if not isinstance(path, str):
+        return  # a file object: SB3's load reads it as it is
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model file at {path}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"Cannot load {path}: the file is empty (0 bytes); was its save interrupted?")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"Cannot load {path}: it is not a zip archive (a model saved by save() is one): the file is truncated or "
+            "of another format"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            damaged = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise ValueError(f"Cannot load {path}: the zip archive is damaged ({error})") from error
+    if damaged is not None:
+        raise ValueError(f"Cannot load {path}: its member {damaged!r} is damaged (CRC check failed)")
+    missing = [f"{name!r} ({what})" for name, what in (("data", "the hyperparameters"), ("policy.pth", "the network "
+               "parameters")) if name not in names]  # fmt: skip
+    if len(missing) == 2:  # a truncated model file can still show the zip archive of its own policy.pth
+        raise ValueError(
+            f"Cannot load {path}: it is not a model saved by save() (the file is truncated or another zip archive): it "
+            f"has no {' and no '.join(missing)}"
+        )
+    if missing:
+        raise ValueError(f"Cannot load {path}: the archive has no {missing[0]}")
+
+
 def _saved_algorithm(path: Any) -> str | None:
     """The algorithm that saved a model file, read from its ``data`` without unpickling anything (None when the file
     cannot be read here: SB3's own ``load`` then reports the problem)."""
     import json
     import zipfile
 
-    if isinstance(path, (str, os.PathLike)):
-        path = os.fspath(path)
-        if not os.path.exists(path) and not path.endswith(".zip"):
-            path = f"{path}.zip"  # as SB3's load does
+    path = _resolve(path, ".zip")  # as SB3's load does
     try:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data"))
@@ -123,7 +165,11 @@ def _saved_algorithm(path: Any) -> str | None:
 
 
 def check_sac_only_arguments(
-    algorithm: str, replay_buffer_class: type | None, use_sde: bool, optimize_memory_usage: bool
+    algorithm: str,
+    replay_buffer_class: type | None,
+    use_sde: bool,
+    optimize_memory_usage: bool,
+    sde_support: bool = False,
 ) -> None:
     """SAC arguments the constrained algorithms accept, with SAC's defaults, and refuse otherwise with the reason."""
     if replay_buffer_class is not None and not (
@@ -135,10 +181,11 @@ def check_sac_only_arguments(
             f"violating transitions D_s and the initial states D_0 apart), got {name}. HerReplayBuffer relabels goals "
             "without the costs; train goal-conditioned tasks with the default buffer and MultiInputPolicy."
         )
-    if use_sde:
+    if use_sde and not sde_support:
         raise ValueError(
-            f"{algorithm} does not support gSDE (use_sde=True): the safety critics and the meta-gradients are defined for "
-            "SAC's squashed Gaussian with independent noise at each step; use use_sde=False (the default)"
+            f"{algorithm} does not support gSDE (use_sde=True): its meta-gradients are derived for SAC's squashed "
+            "Gaussian with independent noise at each step; use use_sde=False (the default), or SACLag / RCPOSAC, "
+            "which take gSDE as SAC does"
         )
     if optimize_memory_usage:
         raise ValueError(
@@ -185,7 +232,7 @@ def check_arguments(
     check_whole("gradient_steps", gradient_steps, -1)  # -1: as many as environment steps (SB3)
     check_whole("target_update_interval", target_update_interval, 1)
     check_whole("stats_window_size", stats_window_size, 1)
-    check_range("tau", tau, 0.0, 1.0, low_open=True)
+    check_range("tau", tau, 0.0, 1.0)
     check_range("gamma", gamma, 0.0, 1.0)
     check_range("gamma_c", gamma_c, 0.0, 1.0, high_open=True)
     check_range("nu", nu, 0.0, math.inf, high_open=True)
@@ -258,6 +305,8 @@ class SafeSACBase(OffPolicyAlgorithm):
     log_ent_coef: th.Tensor
     #: Differentiate nu' through its projection as if it were absent (MetaSACLag's nu_derivative="straight_through").
     lagrangian_straight_through: bool = False
+    #: Whether gSDE (``use_sde=True``) is accepted: SACLag and RCPOSAC, whose Lagrangian step leaves SAC's actor as it is.
+    supports_sde: ClassVar[bool] = False
     #: Upper end of nu's projection (MetaSACLag's nu_max; the paper's nu >= 0 only).
     nu_max: float = math.inf
 
@@ -303,7 +352,8 @@ class SafeSACBase(OffPolicyAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         policy_batch = renamed_argument("main_batch", main_batch, "policy_batch", policy_batch)
-        check_sac_only_arguments(type(self).__name__, replay_buffer_class, use_sde, optimize_memory_usage)
+        sde_asked = use_sde or bool((policy_kwargs or {}).get("use_sde", False))
+        check_sac_only_arguments(type(self).__name__, replay_buffer_class, sde_asked, optimize_memory_usage, self.supports_sde)
         if nu_optimizer not in NU_OPTIMIZERS:
             raise ValueError(f"nu_optimizer must be one of {NU_OPTIMIZERS}, got {nu_optimizer!r}")
         super().__init__(
@@ -320,14 +370,17 @@ class SafeSACBase(OffPolicyAlgorithm):
             action_noise,
             replay_buffer_class=replay_buffer_class,  # None: chosen from the observation space in _setup_model
             replay_buffer_kwargs=replay_buffer_kwargs,
-            policy_kwargs=policy_kwargs,
+            # A copy: SB3 writes use_sde into the dict it is given, which a caller may share with other models.
+            policy_kwargs=dict(policy_kwargs or {}),
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             verbose=verbose,
             device=device,
             seed=seed,
-            use_sde=False,
-            sde_support=False,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            use_sde_at_warmup=use_sde_at_warmup,
+            sde_support=self.supports_sde,
             support_multi_env=True,
             supported_action_spaces=(spaces.Box,),
         )
@@ -605,6 +658,8 @@ class SafeSACBase(OffPolicyAlgorithm):
         logs: dict[str, list[th.Tensor]] = {}
         for gradient_step in range(gradient_steps):
             replay_data = self.sample_policy_batch(batch_size)
+            if self.use_sde:  # as SAC: a new gSDE noise matrix for each gradient step
+                self.actor.reset_noise()
             # The safety critics learn from D u D_s; so do the reward critics with policy_batch="all": one batch, and one
             # pass of the actor for the next actions of both targets (the actor does not change between steps 1 and 2).
             shared = self.policy_batch == "all"
@@ -779,6 +834,7 @@ class SafeSACBase(OffPolicyAlgorithm):
     ) -> SelfSafeSACBase:
         """SB3's ``load``, after checking that the file was saved by this algorithm (a clear error otherwise); the loaded
         hyperparameters go through the constructor's checks (``_setup_model``)."""
+        check_model_file(path)
         saved = _saved_algorithm(path)
         if saved is not None and saved != cls.__name__:
             where = "stable_baselines3's SAC" if saved == "SAC" else saved
@@ -790,11 +846,22 @@ class SafeSACBase(OffPolicyAlgorithm):
         return state_dicts, ["lagrangian.nu", "epsilon", "log_ent_coef"]
 
     def load_replay_buffer(self, path: Any, truncate_last_traj: bool = True) -> None:
+        import pickle
+
         from stable_baselines3.common.save_util import load_from_pkl
 
-        buffer = load_from_pkl(path, self.verbose)
+        resolved = _resolve(path, ".pkl")
+        if isinstance(resolved, str) and os.path.exists(resolved) and os.path.getsize(resolved) == 0:
+            raise ValueError(f"Cannot load a replay buffer from {resolved}: the file is empty (0 bytes)")
+        try:
+            buffer = load_from_pkl(path, self.verbose)
+        except (EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError, ValueError) as error:
+            raise ValueError(
+                f"Cannot load a replay buffer from {resolved}: the file is truncated or not a buffer saved by "
+                f"save_replay_buffer() ({type(error).__name__}: {error})"
+            ) from error
         if not isinstance(buffer, ConstraintReplayBuffer):
-            raise TypeError(f"Expected a pickled ConstraintReplayBuffer, got {type(buffer).__name__}")
+            raise TypeError(f"{resolved} holds a {type(buffer).__name__}, not a pickled ConstraintReplayBuffer")
         if not hasattr(buffer, "costs"):
             raise TypeError(
                 "This replay buffer was saved by a development version of sb3-metasaclag from before the buffer became an SB3 "

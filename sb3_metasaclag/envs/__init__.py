@@ -1,6 +1,7 @@
 """Safe environments, registered with gymnasium on import of the package.
 
-``SafeBandit-v0``, ``SafeNavigation2D-v0`` (and its soft-constraint variant ``SafeNavigation2DSoft-v0``),
+``SafeBandit-v0`` (and the other bandits of :data:`~sb3_metasaclag.envs.bandit.BANDITS`), ``SafeNavigation2D-v0``
+(and its soft-constraint variant ``SafeNavigation2DSoft-v0``),
 ``SafeCircle-v0`` and ``SafeCircleSoft-v0`` are pure numpy. The paper's robotics tasks (``SafeHumanoidVelocity-v1``,
 ``SafeDrawerClose-v0``, ``SafeFetchPushTopple-v0``, ``SafeEggManipulate-v0``, ``SafePourCoffee-v0``) need MuJoCo,
 gymnasium-robotics, Safety-Gymnasium or PyBullet; their modules are imported only when such an environment is made.
@@ -8,11 +9,12 @@ Safety-Gymnasium's own ``Safety...Gymnasium-v*`` ids are registered the same way
 (and mended, see :mod:`~sb3_metasaclag.envs.safety_gym_compat`) by the first ``gymnasium.make`` of one of them.
 """
 
-from sb3_metasaclag.envs.bandit import SafeBanditEnv
+from sb3_metasaclag.envs.bandit import BANDITS, SafeBanditEnv
 from sb3_metasaclag.envs.circle import SafeCircleEnv, scripted_circle_policy
 from sb3_metasaclag.envs.navigation import SafeNavigation2DEnv, scripted_safe_policy
 
 __all__ = [
+    "BANDIT_ENV_IDS",
     "BUILTIN_ENV_IDS",
     "ROBOTICS_ENV_IDS",
     "SafeBanditEnv",
@@ -25,10 +27,12 @@ __all__ = [
 
 #: Pure-numpy environments.
 BUILTIN_ENV_IDS = ("SafeBandit-v0", "SafeNavigation2D-v0", "SafeNavigation2DSoft-v0", "SafeCircle-v0", "SafeCircleSoft-v0")
+#: The one-step bandits with known constrained optima of different shapes (``SafeBandit-v0`` among them).
+BANDIT_ENV_IDS = tuple(env_id for env_id, _ in BANDITS)
 #: Pure-numpy tasks: (id, entry point, registration arguments). The soft variants count violations without ending the
 #: episode, so that an agent can trade violations for reward (stock SAC does).
 _BUILTIN: tuple[tuple[str, str, dict], ...] = (
-    ("SafeBandit-v0", "sb3_metasaclag.envs.bandit:SafeBanditEnv", {}),
+    *((env_id, "sb3_metasaclag.envs.bandit:SafeBanditEnv", {"kwargs": kwargs}) for env_id, kwargs in BANDITS),
     ("SafeNavigation2D-v0", "sb3_metasaclag.envs.navigation:SafeNavigation2DEnv", {"max_episode_steps": 200}),
     (
         "SafeNavigation2DSoft-v0",

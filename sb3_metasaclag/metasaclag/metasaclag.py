@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-import re
 import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -17,141 +17,15 @@ from sb3_metasaclag.common.buffers import ConstraintReplayBufferSamples
 from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop
 from sb3_metasaclag.common.policies import SafeSACPolicy
 from sb3_metasaclag.common.safe_sac import SafeSACBase, check_range, check_whole
+from sb3_metasaclag.metasaclag.outer_rules import (  # noqa: F401  (LOG_ALPHA_MIN, entropy_bound: part of this module's API)
+    LOG_ALPHA_MIN,
+    RULES,
+    entropy_bound,
+    make_rule,
+)
 
-EPSILON_OBJECTIVES = ("linear", "nonlinear")
 EPSILON_BATCHES = ("like_policy", "mixed")
-CONSTRAINT_STATES = ("batch", "initial")
-OUTER_RULES = ("averaged", "paper")
-NU_DERIVATIVES = ("projected", "straight_through")
-#: What each outer rule uses for the arguments left at None (see the class docstring).
-OUTER_RULE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "paper": dict(
-        constraint_states="batch",
-        nu_optimizer="rmsprop",
-        nu_learning_rate=1e-2,
-        epsilon_objective="linear",
-        epsilon_learning_rate=1e-2,
-        alpha_learning_rate=3e-3,
-        meta_interval=1,
-        nu_derivative="projected",
-        min_entropy=None,
-        max_entropy=None,
-        epsilon_band=None,
-        outer_step_bounds=None,
-    ),
-    "averaged": dict(
-        constraint_states="batch",
-        nu_optimizer="rmsprop",
-        nu_learning_rate=1e-2,
-        epsilon_objective="linear",
-        epsilon_learning_rate=1e-2,
-        alpha_learning_rate=1e-2,
-        meta_interval=20,
-        nu_derivative="straight_through",
-        min_entropy=-math.inf,
-        max_entropy=math.inf,
-        epsilon_band=0.05,
-        outer_step_bounds=(1e-3, 5.0),
-    ),
-}
-#: What loaded models that predate an argument used (their files lack it): the values these arguments had before they
-#: depended on the rule, which are the paper rule's.
-HISTORICAL_DEFAULTS = {key: OUTER_RULE_DEFAULTS["paper"][key] for key in ("constraint_states", "nu_optimizer")}
-#: An entropy bound per action dimension: "<k>*dim" is k times dim(A) (SAC v2's target entropy is "-1*dim").
-_PER_DIMENSION = re.compile(r"^\s*([-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*\*\s*dim\s*$")
-#: Lower bound of log alpha (alpha >= 2e-9): a numerical guard, far below any useful temperature, so that alpha stays
-#: positive in float32 however long the outer steps push it down.
-LOG_ALPHA_MIN = -20.0
-
-
-def _rprop(parameter: th.Tensor, learning_rate: float, bounds: tuple[float, float]) -> th.optim.Rprop:
-    """Rprop ascent with steps between ``bounds`` times ``learning_rate``, its initial step."""
-    low, high = bounds
-    return th.optim.Rprop([parameter], lr=learning_rate, step_sizes=(low * learning_rate, high * learning_rate), maximize=True)
-
-
-def _band_edges(epsilon_band: float | Sequence[float]) -> tuple[float, float]:
-    """``(below, above)``: how far ``epsilon`` may sit below and above the mean ``J_c`` (a float: the same both ways)."""
-    if isinstance(epsilon_band, (int, float)):
-        return float(epsilon_band), float(epsilon_band)
-    below, above = epsilon_band
-    return float(below), float(above)
-
-
-def _check_outer_rule_arguments(
-    outer_rule: str,
-    meta_interval: int | None,
-    nu_derivative: str | None,
-    min_entropy: Any,
-    max_entropy: float | str | None,
-    epsilon_band: float | Sequence[float] | None,
-    outer_step_bounds: Sequence[float] | None,
-) -> None:
-    """Raise a ValueError that names the argument unless the outer rule's arguments are valid and fit the rule."""
-    if meta_interval is not None:
-        check_range("meta_interval", meta_interval, 1, math.inf, high_open=True)
-        if int(meta_interval) != meta_interval:
-            raise ValueError(f"meta_interval must be a whole number of gradient steps, got {meta_interval}")
-        if outer_rule == "paper" and meta_interval != 1:
-            raise ValueError("outer_rule='paper' steps epsilon and alpha after every gradient step: meta_interval=1")
-    if nu_derivative is not None and nu_derivative not in NU_DERIVATIVES:
-        raise ValueError(f"nu_derivative must be one of {NU_DERIVATIVES} or None, got {nu_derivative!r}")
-    if min_entropy is not None:
-        if entropy_bound(min_entropy, 1, "min_entropy") == math.inf:
-            raise ValueError(f"min_entropy must lie below inf (-inf: no floor), got {min_entropy!r}")
-        if outer_rule == "paper" and min_entropy != -math.inf:
-            raise ValueError("outer_rule='paper' has no entropy floor: use outer_rule='averaged' for min_entropy")
-    if max_entropy is not None:
-        if entropy_bound(max_entropy, 1, "max_entropy") == -math.inf:
-            raise ValueError(f"max_entropy must lie above -inf (inf: no ceiling), got {max_entropy!r}")
-        if outer_rule == "paper" and max_entropy != math.inf:
-            raise ValueError("outer_rule='paper' has no entropy ceiling: use outer_rule='averaged' for max_entropy")
-    _check_epsilon_band(outer_rule, epsilon_band)
-    _check_outer_step_bounds(outer_rule, outer_step_bounds)
-
-
-def entropy_bound(value: float | str, action_dim: int, name: str = "entropy bound") -> float:
-    """An entropy bound in nats: a float as given, ``"auto"`` for ``-dim(A)`` (SAC v2's target entropy) or ``"<k>*dim"``
-    for ``k * dim(A)`` (one setting for tasks of any action dimension)."""
-    if isinstance(value, str):
-        if value == "auto":
-            return -float(action_dim)
-        match = _PER_DIMENSION.match(value)
-        if match is None:
-            raise ValueError(f"{name} must be a float, 'auto' or '<k>*dim' (k times dim(A)), got {value!r}")
-        return float(match.group(1)) * action_dim
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name} must be a float, 'auto' or '<k>*dim' (k times dim(A)), got {value!r}")
-    return float(value)
-
-
-def _check_epsilon_band(outer_rule: str, epsilon_band: float | Sequence[float] | None) -> None:
-    if epsilon_band is None:
-        return
-    if not isinstance(epsilon_band, (int, float)) and (
-        isinstance(epsilon_band, str) or not isinstance(epsilon_band, Sequence) or len(epsilon_band) != 2
-    ):
-        raise ValueError(f"epsilon_band must be a float or a pair (below, above) of floats, got {epsilon_band!r}")
-    below, above = _band_edges(epsilon_band)
-    if isinstance(epsilon_band, (int, float)):
-        check_range("epsilon_band", below, 0.0, math.inf)
-    else:
-        check_range("epsilon_band (below)", below, 0.0, math.inf)
-        check_range("epsilon_band (above)", above, 0.0, math.inf)
-    if outer_rule == "paper" and (below, above) != (math.inf, math.inf):
-        raise ValueError("outer_rule='paper' has no epsilon band: use outer_rule='averaged' for epsilon_band")
-
-
-def _check_outer_step_bounds(outer_rule: str, outer_step_bounds: Sequence[float] | None) -> None:
-    if outer_step_bounds is None:
-        return
-    if isinstance(outer_step_bounds, str) or not isinstance(outer_step_bounds, Sequence) or len(outer_step_bounds) != 2:
-        raise ValueError(f"outer_step_bounds must be a pair (smallest, largest), got {outer_step_bounds!r}")
-    low, high = (float(value) for value in outer_step_bounds)
-    check_range("outer_step_bounds (smallest)", low, 0.0, math.inf, low_open=True, high_open=True)
-    check_range("outer_step_bounds (largest)", high, low, math.inf, high_open=True)
-    if outer_rule == "paper":
-        raise ValueError("outer_rule='paper' has no Rprop steps: use outer_rule='averaged' for outer_step_bounds")
+OUTER_RULES = tuple(RULES)
 
 
 def _alpha_from_ent_coef(
@@ -162,7 +36,8 @@ def _alpha_from_ent_coef(
     if target_entropy != "auto":
         raise ValueError(
             f"{algorithm} learns alpha by meta-gradient (Eq. 15), not towards a target entropy: target_entropy has no "
-            "effect; use min_entropy (averaged rule) for an entropy floor, or a float ent_coef for a fixed alpha"
+            "effect; use outer_rule_kwargs=dict(min_entropy=...) (averaged rule) for an entropy floor, outer_rule='survival' "
+            "(SAC v2's target entropy), or a float ent_coef for a fixed alpha"
         )
     if ent_coef is None:
         return alpha, learn_alpha
@@ -238,23 +113,23 @@ class MetaSACLag(SafeSACBase):
     7. commit ``nu'``, ``phi'`` and their RMSProp states, then Polyak-update both target critics.
 
     The meta-gradients of steps 5-6 are the paper's, exact (checked against finite differences). How they move
-    ``epsilon`` and ``alpha`` is the outer rule (``outer_rule``):
+    ``epsilon`` and ``alpha`` is the outer rule, an object of ``metasaclag/outer_rules.py`` chosen by ``outer_rule``
+    and configured by ``outer_rule_kwargs`` (its class's parameters):
 
-    - ``"paper"``, the paper's literal reading (Algorithm 1, lines 18-19): after every gradient step, one RMSProp step
-      of ``epsilon`` (learning rate ``1e-2``) on the linear objective ``J_eps`` (Eq. 14) and one Adam step of
-      ``log alpha`` (``3e-3``, Meta-SAC's gradient clipping), with the exact derivative of the projection
-      ``nu' = max(0, .)`` (zero where it clips);
-    - ``"averaged"`` (default; ours, not the paper's, issue 12): the meta-gradients are averaged over
-      ``meta_interval = 20`` gradient steps and each outer variable takes one Rprop step per interval (the step grows
-      by 1.2 while the sign of the averaged meta-gradient repeats, halves when it flips, and stays within
-      ``[1e-3, 5]`` times its learning rate ``1e-2``), so that noise shrinks the steps; ``d nu'/d epsilon`` is taken
-      straight through the projection (``nu_derivative="straight_through"``), so ``epsilon`` does not freeze when ``nu``
-      reaches 0; and after its step ``epsilon`` is held within ``epsilon_band = 0.05`` of the interval's mean safety
-      value ``J_c = E[Qc]`` (a restoring force: the threshold can neither run away from what the policy achieves nor
-      leave the constraint inactive). An entropy floor and ceiling for ``alpha`` (``min_entropy``,
-      ``max_entropy``), plain gradient steps on ``nu`` (``nu_optimizer="sgd"``) and ``J_c`` measured at initial states
-      (``constraint_states="initial"``) are available but off by default. docs/outer_loop/ has the evidence that
-      chose this rule, the candidates screened, and what it does not yet achieve.
+    - ``"paper"`` (:class:`~sb3_metasaclag.metasaclag.outer_rules.PaperRule`), the paper's literal reading
+      (Algorithm 1, lines 18-19): after every gradient step, one RMSProp step of ``epsilon`` (learning rate ``1e-2``)
+      on the linear objective ``J_eps`` (Eq. 14) and one Adam step of ``log alpha`` (``3e-3``, Meta-SAC's gradient
+      clipping), with the exact derivative of the projection ``nu' = max(0, .)`` (zero where it clips);
+    - ``"averaged"`` (default; ours, :class:`~sb3_metasaclag.metasaclag.outer_rules.AveragedRule`): the
+      meta-gradients are averaged over 20 gradient steps and each outer variable takes one Rprop step per interval, so
+      that noise shrinks the steps; ``d nu'/d epsilon`` is taken straight through the projection; after its step
+      ``epsilon`` is held within 0.05 of the interval's mean ``J_c = E[Qc]``. Its options (an entropy floor and
+      ceiling, the band, the steps, ``J_c`` at initial states) are the class's parameters;
+    - ``"survival"`` (ours, a candidate: :class:`~sb3_metasaclag.metasaclag.outer_rules.SurvivalRule`): ``epsilon``
+      climbs an objective that prefers one threshold (Eq. 16's positive branch above a baseline), ``nu`` is a PI
+      controller, ``alpha`` follows SAC v2's target entropy.
+
+    docs/reproduction.md and docs/outer_loop/ have the evidence for each rule and what none of them achieves yet.
 
     Defaults and where they come from:
 
@@ -266,14 +141,14 @@ class MetaSACLag(SafeSACBase):
       gradient-norm clipping ``0.05`` and ``log alpha <= 0``; batches of 256 initial states;
     - our choices (the paper omits them), measured on the built-in tasks (docs/known_answers.md):
       ``nu = 10`` (the smallest initial ``nu`` of the paper's Table 1), ``gamma_c = 0.99`` (like ``gamma``),
-      ``nu_learning_rate = 1e-2``; for the paper's rule ``epsilon_learning_rate = 1e-2`` and
-      ``alpha_learning_rate = 3e-3``; the averaged rule as above. What each choice did is in docs/meta_sac_lag.md.
+      ``nu_learning_rate = 1e-2``; each rule's settings as its class says. What each choice did is in
+      docs/meta_sac_lag.md.
 
     Where one gradient step lives: :meth:`~sb3_metasaclag.common.safe_sac.SafeSACBase.train` (``common/safe_sac.py``)
     runs steps 1-2 for every algorithm of the package and calls :meth:`_update_actor_and_multipliers` here, which
     computes steps 3-6 with :meth:`compute_meta_step` (:meth:`inner_step`, then :meth:`meta_gradients`; the autograd
-    reference is ``metasaclag/reference.py``), moves ``epsilon`` and ``alpha`` by the outer rule
-    (:meth:`_paper_outer_step` or :meth:`_accumulate_outer`) and commits step 7.
+    reference is ``metasaclag/reference.py``), moves ``epsilon`` and ``alpha`` by the outer rule's ``outer_step``
+    and commits step 7; under the survival rule, the rule's ``train_step`` does steps 3-7.
 
     :param policy: The policy model to use (``MlpPolicy``, ``MultiInputPolicy``).
     :param env: The environment to learn from (if registered in Gym, can be str). It must report ``info["cost"]``.
@@ -292,25 +167,15 @@ class MetaSACLag(SafeSACBase):
     :param target_update_interval: Update the target networks every ``target_update_interval`` gradient steps.
     :param gamma_c: Discount factor ``gamma_c`` of the safety critic (Eq. 2).
     :param nu: Initial Lagrange multiplier ``nu`` (paper, Table 1 for its tasks).
-    :param nu_learning_rate: Learning rate ``beta_nu`` of ``nu``. None (default): the rule's, ``1e-2`` under both.
+    :param nu_learning_rate: Learning rate ``beta_nu`` of ``nu`` (ours: the paper gives none).
     :param nu_optimizer: ``"rmsprop"`` (the paper's) or ``"sgd"`` (plain gradient steps on ``nu``; see ``SafeSACBase``).
-        None (default): the rule's, ``"rmsprop"`` under both.
+        The survival rule replaces both by its PI controller.
     :param epsilon: Initial safety threshold ``epsilon`` (paper: 1).
     :param epsilon_max: Upper bound of ``epsilon``; ``Qc`` is a discounted probability, hence 1.
-    :param epsilon_learning_rate: Learning rate ``beta_epsilon`` of ``epsilon``: RMSProp's (paper) or Rprop's initial
-        step (averaged). None: the rule's default, ``1e-2`` for both.
-    :param epsilon_objective: ``"linear"`` (Eq. 14, ``J_eps``) or ``"nonlinear"`` (Eq. 16, the paper's ``J_nl``
-        variant). None (default): the rule's choice (``"linear"`` under both rules for now).
     :param epsilon_batch: States of the ``epsilon`` objective: ``"like_policy"`` (default), a batch ``B'`` drawn like ``B``
         (Algorithm 1, line 17; see ``policy_batch``), or ``"mixed"``, half from the non-violating transitions ``D`` and
         half from the violating transitions ``D_s`` (not in the paper: an experimental option; what it did on
         ``SafeNavigation2D-v0`` is in docs/known_answers.md).
-    :param constraint_states: Where ``nu``'s step (and the ``epsilon`` band) measures ``J_c = E[Qc]``: ``"batch"``
-        (Eq. 11: the states of ``B``, drawn from the replay buffer; None, the default, takes the rule's: ``"batch"``
-        under both) or ``"initial"`` (ours: states of
-        ``D_0``, so that ``J_c`` is the current policy's discounted probability of a violation from the start of an
-        episode, which a safe policy drives to 0; on replay states it stays high while old states near a hazard
-        remain in the buffer). The actor's penalty is measured on ``B`` either way.
     :param policy_batch: Transitions of the batches ``B`` (reward critics, ``nu``, actor) and ``B'`` (``epsilon``):
         ``"all"`` (default) draws uniformly from every transition, ``D u D_s``, as Appendix B of the paper describes
         ``D`` ("stores all the transitions"), so that the reward critics learn that a violation ends the episode;
@@ -318,31 +183,20 @@ class MetaSACLag(SafeSACBase):
         The paper is ambiguous here; docs/known_answers.md has what each choice did on
         ``SafeNavigation2D-v0``. Storage does not change: ``D`` and ``D_s`` hold each transition once.
     :param alpha: Initial entropy temperature ``alpha`` in ``(0, 1]`` (paper: 1).
-    :param alpha_learning_rate: Learning rate ``beta_alpha`` of ``log alpha``: Adam's (paper, default ``3e-3``) or
-        Rprop's initial step (averaged, default ``1e-2``).
-    :param alpha_max_grad_norm: Gradient-norm clipping of the ``log alpha`` meta-gradient under the paper's rule (None:
-        no clipping); Rprop uses signs only.
     :param learn_epsilon: Take the outer ``epsilon`` step; False gives the fixed-``epsilon`` ablation.
     :param learn_alpha: Take the outer ``alpha`` step; False gives the fixed-``alpha`` ablation.
-    :param outer_rule: How the meta-gradients move ``epsilon`` and ``alpha``: ``"averaged"`` (default, ours) or
-        ``"paper"`` (Algorithm 1 as written); see above. The four arguments below default (None) to the rule's choice.
-    :param meta_interval: Gradient steps whose meta-gradients the averaged rule averages before one outer step
-        (default 20; the paper's rule: 1).
-    :param nu_derivative: ``"projected"`` (exact: ``d nu'/d epsilon = 0`` where ``nu' = max(0, .)`` clips; the
-        paper's rule) or ``"straight_through"`` (the derivative of the unprojected step; the averaged rule).
-    :param min_entropy: Entropy floor of the averaged rule: ``alpha`` rises while ``-E[log pi]`` is below it. A float
-        (nats; ``-inf``: none), ``"auto"`` (``-dim(A)``, SAC v2's target) or ``"<k>*dim"`` (``k dim(A)``). The paper's
-        rule has none.
-    :param max_entropy: Entropy ceiling of the averaged rule: ``alpha`` falls while ``-E[log pi]`` is above it; same
-        forms (``inf``: none); it must lie above the floor. The paper's rule has none.
-    :param epsilon_band: The averaged rule keeps ``epsilon`` within this distance of the mean ``J_c`` of the last
-        interval (default 0.05; ``inf``: no band). The paper's rule has none.
+    :param outer_rule: How ``epsilon`` and ``alpha`` move: ``"averaged"`` (default, ours), ``"paper"`` (Algorithm 1
+        as written) or ``"survival"`` (ours, a candidate); see above.
+    :param outer_rule_kwargs: The rule's settings: the parameters of its class in ``metasaclag/outer_rules.py``
+        (e.g. ``dict(epsilon_objective="nonlinear")`` for Eq. 16, ``dict(min_entropy="auto")`` for the averaged rule's
+        entropy floor, ``dict(constraint_states="initial")`` for ``J_c`` at initial states).
     :param ent_coef: SAC's argument: ``"auto"`` (default: learn ``alpha`` from 1), ``"auto_<x>"`` (learn it from
         ``x``) or a float (a fixed ``alpha``, as ``learn_alpha=False``).
-    :param target_entropy: Only ``"auto"``: Eq. 15, not a target entropy, moves ``alpha`` here (see ``min_entropy``).
+    :param target_entropy: Only ``"auto"``: Eq. 15, not a target entropy, moves ``alpha`` here (the survival rule uses
+        SAC v2's ``-dim(A)``).
     :param replay_buffer_class: ``ConstraintReplayBuffer`` (default) or a subclass of it.
-    :param use_sde: SAC's gSDE: not supported (``False`` only), nor is ``optimize_memory_usage``; ``sde_sample_freq``
-        and ``use_sde_at_warmup`` are accepted for SAC compatibility and unused.
+    :param use_sde: SAC's gSDE: not supported here (``False`` only; ``SACLag`` and ``RCPOSAC`` take it), nor is
+        ``optimize_memory_usage``; ``sde_sample_freq`` and ``use_sde_at_warmup`` are accepted for SAC compatibility.
     :param nu_max: Upper end of ``nu``'s projection (default ``inf``: only ``nu >= 0``, as in the paper).
     :param meta_gradient_method: ``"closed_form"`` (default): exact meta-gradients from first-order gradients (see
         :meth:`inner_step`); ``"autograd"``: the reference implementation that differentiates through the inner
@@ -370,6 +224,19 @@ class MetaSACLag(SafeSACBase):
     """
 
     policy_aliases: ClassVar = SafeSACBase.policy_aliases
+    # Set by the outer rule (outer_rules.py, ``apply``) from its settings; read by the gradient step.
+    epsilon_objective: str
+    epsilon_learning_rate: float | None
+    alpha_learning_rate: float | None
+    alpha_max_grad_norm: float | None
+    constraint_states: str
+    nu_derivative: str
+    meta_interval: int
+    epsilon_band: float | tuple[float, float] | None
+    min_entropy: float | str | None
+    max_entropy: float | str | None
+    outer_step_bounds: tuple[float, float] | None
+    epsilon_optimizer: th.optim.Optimizer
 
     def __init__(
         self,
@@ -388,29 +255,19 @@ class MetaSACLag(SafeSACBase):
         target_update_interval: int = 1,
         gamma_c: float = 0.99,
         nu: float = 10.0,
-        nu_learning_rate: float | None = None,
-        nu_optimizer: Literal["rmsprop", "sgd"] | None = None,
+        nu_learning_rate: float = 1e-2,
+        nu_optimizer: Literal["rmsprop", "sgd"] = "rmsprop",
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
-        epsilon_learning_rate: float | None = None,
-        epsilon_objective: Literal["linear", "nonlinear"] | None = None,
         epsilon_batch: Literal["like_policy", "mixed"] = "like_policy",
-        constraint_states: Literal["batch", "initial"] | None = None,
         policy_batch: Literal["non_violating", "all"] = "all",
         alpha: float = 1.0,
         ent_coef: str | float | None = None,
         target_entropy: str | float = "auto",
-        alpha_learning_rate: float | None = None,
-        alpha_max_grad_norm: float | None = 0.05,
         learn_epsilon: bool = True,
         learn_alpha: bool = True,
-        outer_rule: Literal["averaged", "paper"] = "averaged",
-        meta_interval: int | None = None,
-        nu_derivative: Literal["projected", "straight_through"] | None = None,
-        min_entropy: float | str | None = None,
-        max_entropy: float | str | None = None,
-        epsilon_band: float | tuple[float, float] | None = None,
-        outer_step_bounds: tuple[float, float] | None = None,
+        outer_rule: Literal["averaged", "paper", "survival"] = "averaged",
+        outer_rule_kwargs: dict[str, Any] | None = None,
         nu_max: float = math.inf,
         meta_gradient_method: Literal["closed_form", "autograd"] = "closed_form",
         meta_gradient_every: int = 1,
@@ -434,8 +291,6 @@ class MetaSACLag(SafeSACBase):
         _init_setup_model: bool = True,
     ) -> None:
         alpha, learn_alpha = _alpha_from_ent_coef(type(self).__name__, ent_coef, target_entropy, alpha, learn_alpha)
-        if epsilon_objective is not None and epsilon_objective not in EPSILON_OBJECTIVES:
-            raise ValueError(f"epsilon_objective must be one of {EPSILON_OBJECTIVES} (or None), got {epsilon_objective!r}")
         if epsilon_batch == "main":
             warnings.warn(
                 "epsilon_batch='main' was renamed epsilon_batch='like_policy' (a batch drawn like the policy batch B); "
@@ -447,44 +302,20 @@ class MetaSACLag(SafeSACBase):
         if epsilon_batch not in EPSILON_BATCHES:
             raise ValueError(f"epsilon_batch must be one of {EPSILON_BATCHES}, got {epsilon_batch!r}")
         self.epsilon_batch = epsilon_batch
-        if outer_rule not in OUTER_RULES:
-            raise ValueError(f"outer_rule must be one of {OUTER_RULES}, got {outer_rule!r}")
-        # Arguments left at None take the rule's value; a model being loaded takes its file's (or, for a file older
-        # than the argument, the value it was trained with).
-        rule_defaults = {**OUTER_RULE_DEFAULTS[outer_rule], **({} if _init_setup_model else HISTORICAL_DEFAULTS)}
-        constraint_states = rule_defaults["constraint_states"] if constraint_states is None else constraint_states
-        nu_optimizer = rule_defaults["nu_optimizer"] if nu_optimizer is None else nu_optimizer
-        nu_learning_rate = rule_defaults["nu_learning_rate"] if nu_learning_rate is None else nu_learning_rate
-        if constraint_states not in CONSTRAINT_STATES:
-            raise ValueError(f"constraint_states must be one of {CONSTRAINT_STATES}, got {constraint_states!r}")
-        self.constraint_states = constraint_states
         check_range("alpha", alpha, 0.0, 1.0, low_open=True)
-        defaults = rule_defaults
-        epsilon_learning_rate = defaults["epsilon_learning_rate"] if epsilon_learning_rate is None else epsilon_learning_rate
-        alpha_learning_rate = defaults["alpha_learning_rate"] if alpha_learning_rate is None else alpha_learning_rate
-        check_range("epsilon_learning_rate", epsilon_learning_rate, 0.0, math.inf, low_open=True, high_open=True)
-        check_range("alpha_learning_rate", alpha_learning_rate, 0.0, math.inf, low_open=True, high_open=True)
-        if alpha_max_grad_norm is not None:
-            check_range("alpha_max_grad_norm", alpha_max_grad_norm, 0.0, math.inf, low_open=True)
-        _check_outer_rule_arguments(
-            outer_rule, meta_interval, nu_derivative, min_entropy, max_entropy, epsilon_band, outer_step_bounds
-        )
-        # With _init_setup_model=False (as in load()), the rule comes from the saved data; models saved before the rule
-        # existed (no "outer_rule" in their data) used the paper's rule: see _resolve_outer_rule().
-        self.outer_rule: str | None = outer_rule if _init_setup_model else None
-        self.meta_interval = meta_interval
-        self.nu_derivative = nu_derivative
-        self.min_entropy = min_entropy
-        self.max_entropy = max_entropy
-        self.epsilon_band = epsilon_band
-        self.outer_step_bounds = outer_step_bounds
+        check_whole("meta_gradient_every", meta_gradient_every, 1)
+        self.meta_gradient_every = int(meta_gradient_every)
+        # The rule and its settings (outer_rules.py): checked here, set on the model by _setup_model (as in load()).
+        self.outer_rule: str | None = outer_rule
+        self.outer_rule_kwargs: dict[str, Any] | None = dict(outer_rule_kwargs or {})
+        self._rule: Any = make_rule(outer_rule, self.outer_rule_kwargs)
+        if not _init_setup_model:  # load(): the rule comes from the file (see _resolve_outer_rule)
+            self.outer_rule, self.outer_rule_kwargs, self._rule = None, None, None
+        if outer_rule == "survival" and meta_gradient_every != 1:
+            raise ValueError("outer_rule='survival' computes its signal at every gradient step: meta_gradient_every=1")
         check_range("nu_max", nu_max, float(nu), math.inf)
         self.nu_max = float(nu_max)
-        self.epsilon_learning_rate = float(epsilon_learning_rate)
-        self.epsilon_objective = epsilon_objective  # None: the rule's (see _resolve_outer_rule)
         self.initial_alpha = float(alpha)
-        self.alpha_learning_rate = float(alpha_learning_rate)
-        self.alpha_max_grad_norm = alpha_max_grad_norm
         self.learn_epsilon = bool(learn_epsilon)
         self.learn_alpha = bool(learn_alpha)
         if meta_gradient_method not in ("closed_form", "autograd"):
@@ -492,8 +323,6 @@ class MetaSACLag(SafeSACBase):
         if meta_gradient_method == "closed_form" and (rmsprop_kwargs or {}).get("centered", False):
             raise ValueError("The closed-form meta-gradients need a non-centered RMSProp: use meta_gradient_method='autograd'")
         self.meta_gradient_method = meta_gradient_method
-        check_whole("meta_gradient_every", meta_gradient_every, 1)
-        self.meta_gradient_every = int(meta_gradient_every)
         # The actor's update is differentiated through: it must be an RMSProp step (paper, Appendix B).
         policy_kwargs = {
             "actor_optimizer_class": th.optim.RMSprop,
@@ -548,33 +377,16 @@ class MetaSACLag(SafeSACBase):
         super()._setup_model()
 
     def _resolve_outer_rule(self) -> None:
-        """Fill the arguments left at None with the outer rule's defaults (``OUTER_RULE_DEFAULTS``)."""
+        """Set the outer rule's settings on the model (``outer_rules.py``; a loaded model rebuilds its rule from its
+        name and keyword arguments, or keeps the survival rule's state from its file)."""
         if self.outer_rule is None:  # a model saved before outer_rule existed: it used the paper's rule
             self.outer_rule = "paper"
-        defaults = OUTER_RULE_DEFAULTS[self.outer_rule]
-        self.meta_interval = int(defaults["meta_interval"] if self.meta_interval is None else self.meta_interval)
-        every = getattr(self, "meta_gradient_every", 1)  # absent from models saved before it existed
-        self.meta_gradient_every = every
-        if self.outer_rule == "averaged" and self.meta_interval % every:
-            raise ValueError(
-                f"meta_interval ({self.meta_interval}) must be a multiple of meta_gradient_every ({every}): each "
-                "interval averages the same number of meta-gradients"
-            )
-        self.nu_derivative = defaults["nu_derivative"] if self.nu_derivative is None else self.nu_derivative
-        if getattr(self, "epsilon_objective", None) is None:  # an explicit choice, also a saved one, is kept
-            self.epsilon_objective = defaults["epsilon_objective"]
-        if self.min_entropy is None:
-            self.min_entropy = defaults["min_entropy"]
-        if getattr(self, "max_entropy", None) is None:  # absent from models saved before it existed
-            self.max_entropy = defaults["max_entropy"]
-        if self.epsilon_band is None:
-            self.epsilon_band = defaults["epsilon_band"]
-        if getattr(self, "outer_step_bounds", None) is None:  # absent from models saved before it existed
-            self.outer_step_bounds = defaults["outer_step_bounds"]
-        self.lagrangian_straight_through = self.nu_derivative == "straight_through"
-        floor, ceiling = self.entropy_floor, self.entropy_ceiling
-        if floor is not None and ceiling is not None and floor >= ceiling:
-            raise ValueError(f"max_entropy ({ceiling}) must lie above the entropy floor min_entropy ({floor})")
+        if self.outer_rule_kwargs is None:  # saved before the rule objects: its settings were attributes of the model
+            accepted = inspect.signature(RULES[self.outer_rule]).parameters
+            self.outer_rule_kwargs = {key: getattr(self, key) for key in accepted if getattr(self, key, None) is not None}
+        if self._rule is None:
+            self._rule = make_rule(self.outer_rule, self.outer_rule_kwargs)
+        self._rule.apply(self)
 
     @property
     def entropy_floor(self) -> float | None:
@@ -593,36 +405,23 @@ class MetaSACLag(SafeSACBase):
         return None if ceiling == math.inf else ceiling
 
     def _setup_entropy(self) -> None:
+        # log alpha; its optimizer is the rule's (set up in _setup_meta_learning).
         self.log_ent_coef = th.tensor(math.log(self.initial_alpha), device=self.device, requires_grad=True)
-        if self.outer_rule == "paper":
-            # Ascent on J_alpha (Eq. 15), as in Meta-SAC.
-            self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.alpha_learning_rate, maximize=True)
-        else:
-            self.ent_coef_optimizer = _rprop(self.log_ent_coef, self.alpha_learning_rate, self.outer_step_bounds)  # type: ignore[arg-type]
+        self.ent_coef_optimizer: th.optim.Optimizer | None = None
 
     def _setup_meta_learning(self) -> None:
-        if self.outer_rule == "paper":
-            # Ascent on J_eps (Algorithm 1, line 18), one RMSProp step per gradient step.
-            self.epsilon_optimizer = th.optim.RMSprop(
-                [self.epsilon], lr=self.epsilon_learning_rate, maximize=True, **self.rmsprop_kwargs
-            )
-            self.epsilon_rmsprop: DifferentiableRMSprop | None = DifferentiableRMSprop(self.epsilon_optimizer)
-        else:
-            # Ascent on J_eps averaged over meta_interval gradient steps, with sign-adaptive step sizes.
-            self.epsilon_optimizer = _rprop(  # type: ignore[assignment]
-                self.epsilon, self.epsilon_learning_rate, self.outer_step_bounds  # type: ignore[arg-type]
-            )
-            self.epsilon_rmsprop = None
+        # Gradient steps taken, to pick the ones that compute meta-gradients (meta_gradient_every).
+        self._inner_step_count: int = getattr(self, "_inner_step_count", 0)
+        self.actor_rmsprop = DifferentiableRMSprop(self.actor.optimizer)  # type: ignore[arg-type]
+        self._actor_parameter_names = [name for name, _ in self.actor.named_parameters()]
+        self.epsilon_rmsprop: DifferentiableRMSprop | None = None
+        # The averaged rule's sums of meta-gradients over its interval (kept for every rule, saved with the model).
         if getattr(self, "_meta_sums", None) is None:
             self._meta_sums = {key: th.zeros((), device=self.device) for key in ("epsilon", "log_alpha", "log_prob", "safety")}
             self._meta_count = 0
         else:  # load() restored a model in the middle of an interval, possibly onto another device
             self._meta_sums = {key: value.to(self.device) for key, value in self._meta_sums.items()}
-        # Gradient steps taken, to pick the ones that compute meta-gradients (absent from models saved before
-        # meta_gradient_every existed: they start counting at load).
-        self._inner_step_count: int = getattr(self, "_inner_step_count", 0)
-        self.actor_rmsprop = DifferentiableRMSprop(self.actor.optimizer)  # type: ignore[arg-type]
-        self._actor_parameter_names = [name for name, _ in self.actor.named_parameters()]
+        self._rule.setup(self)  # the optimizers of epsilon and alpha (and the survival rule's multiplier)
 
     # One meta update, as functions of their inputs (the tests differentiate them) ----------------------------------------
     def inner_step(
@@ -767,6 +566,9 @@ class MetaSACLag(SafeSACBase):
         super().train(gradient_steps, batch_size)
 
     def _update_actor_and_multipliers(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
+        if self.outer_rule == "survival":
+            self._inner_step_count += 1
+            return self._rule.train_step(self, replay_data)
         count = self._inner_step_count
         self._inner_step_count += 1
         if count % self.meta_gradient_every:
@@ -797,10 +599,7 @@ class MetaSACLag(SafeSACBase):
         if step.alpha_objective is not None:
             logs["alpha_objective"] = step.alpha_objective.detach()
             logs["alpha_meta_grad"] = step.grad_alpha.detach()  # type: ignore[union-attr]
-        if self.outer_rule == "paper":
-            self._paper_outer_step(step)
-        else:
-            self._accumulate_outer(step)
+        self._rule.outer_step(self, step)  # how the meta-gradients move epsilon and alpha
         # Step 7: commit the inner updates.
         self.actor_rmsprop.commit(step.inner.params, step.inner.actor_state)
         self.lagrangian.commit(step.inner.nu, step.inner.nu_state)
@@ -830,79 +629,12 @@ class MetaSACLag(SafeSACBase):
             "safety_value": constraint_value.detach(),
         }
 
-    def _paper_outer_step(self, step: MetaStep) -> None:
-        """Algorithm 1, lines 18-19: one RMSProp step of ``epsilon`` and one Adam step of ``log alpha`` per gradient step."""
-        if step.grad_epsilon is not None:
-            assert self.epsilon_rmsprop is not None
-            self.epsilon_rmsprop.commit([step.epsilon], step.epsilon_state)
-        if step.grad_alpha is not None:
-            # Ascent in log alpha: d J / d log alpha = alpha * d J / d alpha.
-            self.log_ent_coef.grad = (step.grad_alpha * self.alpha).detach()
-            if self.alpha_max_grad_norm is not None:
-                th.nn.utils.clip_grad_norm_([self.log_ent_coef], self.alpha_max_grad_norm)
-            assert self.ent_coef_optimizer is not None
-            self.ent_coef_optimizer.step()
-            with th.no_grad():
-                self.log_ent_coef.clamp_(LOG_ALPHA_MIN, 0.0)
-
-    def _accumulate_outer(self, step: MetaStep) -> None:
-        """The averaged rule: sum the meta-gradients of ``meta_interval`` gradient steps, then take one outer step."""
-        sums = self._meta_sums
-        with th.no_grad():
-            if step.grad_epsilon is not None:
-                sums["epsilon"] += step.grad_epsilon.detach()
-            if step.grad_alpha is not None:
-                sums["log_alpha"] += (step.grad_alpha * self.alpha).detach()  # d J / d log alpha
-            if step.inner.mean_log_prob is not None:
-                sums["log_prob"] += step.inner.mean_log_prob
-            if step.inner.safety_value is not None:
-                sums["safety"] += step.inner.safety_value
-        self._meta_count += 1
-        if self._meta_count >= self.meta_interval // self.meta_gradient_every:  # type: ignore[operator]
-            self._outer_step()
-
-    def _outer_step(self) -> None:
-        """One outer step of the averaged rule (ours, not the paper's), from the means of the last ``meta_interval``
-        meta-gradients. Rprop (sign-adaptive step sizes) ascends both: a step grows by 1.2 while the sign of the mean
-        meta-gradient repeats and halves when it flips, so ``epsilon`` and ``log alpha`` move fast while their
-        meta-gradients agree and settle when only noise is left. ``alpha`` rises whenever the policy's entropy is below
-        ``min_entropy`` and falls whenever it is above ``max_entropy``, whatever Eq. 15 says (neither by default)."""
-        count = float(self._meta_count)
-        sums = self._meta_sums
-        if self.learn_epsilon:
-            self.epsilon_optimizer.zero_grad()
-            self.epsilon.grad = (sums["epsilon"] / count).reshape_as(self.epsilon)
-            self.epsilon_optimizer.step()
-            with th.no_grad():
-                if self.epsilon_band is not None:
-                    # The restoring force: epsilon stays within the band around the interval's mean J_c, so nu can
-                    # neither wind up against a threshold the policy cannot reach nor fall into its projection for long.
-                    below, above = _band_edges(self.epsilon_band)
-                    safety = sums["safety"] / count
-                    self.epsilon.copy_(th.minimum(th.maximum(self.epsilon, safety - below), safety + above))
-                self.epsilon.clamp_(0.0, self.epsilon_max)
-        if self.learn_alpha:
-            assert self.ent_coef_optimizer is not None
-            grad = sums["log_alpha"] / count
-            entropy = -sums["log_prob"] / count
-            floor, ceiling = self.entropy_floor, self.entropy_ceiling
-            if floor is not None:
-                grad = th.where(entropy < floor, th.ones_like(grad), grad)
-            if ceiling is not None:
-                grad = th.where(entropy > ceiling, -th.ones_like(grad), grad)
-            self.ent_coef_optimizer.zero_grad()
-            self.log_ent_coef.grad = grad.reshape_as(self.log_ent_coef)
-            self.ent_coef_optimizer.step()
-            with th.no_grad():
-                self.log_ent_coef.clamp_(LOG_ALPHA_MIN, 0.0)
-        for value in sums.values():
-            value.zero_()
-        self._meta_count = 0
-
     def _excluded_save_params(self) -> list[str]:
         # Views of optimizers that are saved through their state dicts, rebuilt by _setup_model().
         return [*super()._excluded_save_params(), "epsilon_rmsprop", "actor_rmsprop"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
+        if self.outer_rule == "survival":
+            variables = [*variables, "lagrangian.integral"]
         return [*state_dicts, "ent_coef_optimizer", "epsilon_optimizer"], variables

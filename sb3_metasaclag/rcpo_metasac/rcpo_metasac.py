@@ -24,8 +24,9 @@ class RCPOMetaSAC(MetaSACLag):
 
     It is :class:`MetaSACLag` with the penalised critic and without the outer ``epsilon`` step: the same arguments
     (documented there), except ``epsilon`` (fixed; default 0.5, the middle of Table 1's values), ``outer_rule``
-    (default ``"paper"``: the baseline as the paper ran it), and no ``learn_epsilon`` / ``epsilon_objective`` /
-    ``epsilon_learning_rate`` / ``epsilon_batch``.
+    (default ``"paper"``: the baseline as the paper ran it; ``"averaged"`` too, not ``"survival"``, which does not
+    meta-learn ``alpha``), and no ``learn_epsilon`` / ``epsilon_batch`` (the rule's ``epsilon`` settings have no
+    effect).
     """
 
     penalised_value = staticmethod(rcpo_penalised_value)  # type: ignore[assignment]
@@ -47,25 +48,17 @@ class RCPOMetaSAC(MetaSACLag):
         target_update_interval: int = 1,
         gamma_c: float = 0.99,
         nu: float = 10.0,
-        nu_learning_rate: float | None = None,
-        nu_optimizer: Literal["rmsprop", "sgd"] | None = None,
+        nu_learning_rate: float = 1e-2,
+        nu_optimizer: Literal["rmsprop", "sgd"] = "rmsprop",
         epsilon: float = 0.5,
         epsilon_max: float = 1.0,
-        constraint_states: Literal["batch", "initial"] | None = None,
         policy_batch: Literal["non_violating", "all"] = "all",
         alpha: float = 1.0,
         ent_coef: str | float | None = None,
         target_entropy: str | float = "auto",
-        alpha_learning_rate: float | None = None,
-        alpha_max_grad_norm: float | None = 0.05,
         learn_alpha: bool = True,
         outer_rule: Literal["averaged", "paper"] = "paper",
-        meta_interval: int | None = None,
-        nu_derivative: Literal["projected", "straight_through"] | None = None,
-        min_entropy: float | str | None = None,
-        max_entropy: float | str | None = None,
-        epsilon_band: float | tuple[float, float] | None = None,
-        outer_step_bounds: tuple[float, float] | None = None,
+        outer_rule_kwargs: dict[str, Any] | None = None,
         nu_max: float = math.inf,
         meta_gradient_method: Literal["closed_form", "autograd"] = "closed_form",
         meta_gradient_every: int = 1,
@@ -89,6 +82,8 @@ class RCPOMetaSAC(MetaSACLag):
         _init_setup_model: bool = True,
     ) -> None:
         # The baseline as the paper ran it: Meta-SAC's temperature step after every gradient step (outer_rule="paper").
+        if outer_rule == "survival":
+            raise ValueError("RCPOMetaSAC learns alpha by meta-gradient: outer_rule must be 'paper' or 'averaged'")
         super().__init__(
             policy,
             env,
@@ -109,21 +104,13 @@ class RCPOMetaSAC(MetaSACLag):
             nu_optimizer=nu_optimizer,
             epsilon=epsilon,
             epsilon_max=epsilon_max,
-            constraint_states=constraint_states,
             policy_batch=policy_batch,
             alpha=alpha,
             ent_coef=ent_coef,
             target_entropy=target_entropy,
-            alpha_learning_rate=alpha_learning_rate,
-            alpha_max_grad_norm=alpha_max_grad_norm,
             learn_alpha=learn_alpha,
             outer_rule=outer_rule,
-            meta_interval=meta_interval,
-            nu_derivative=nu_derivative,
-            min_entropy=min_entropy,
-            max_entropy=max_entropy,
-            epsilon_band=epsilon_band,
-            outer_step_bounds=outer_step_bounds,
+            outer_rule_kwargs=outer_rule_kwargs,
             nu_max=nu_max,
             meta_gradient_method=meta_gradient_method,
             meta_gradient_every=meta_gradient_every,

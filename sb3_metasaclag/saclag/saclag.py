@@ -30,9 +30,13 @@ class SACLag(SafeSACBase):
     :param epsilon: The fixed safety threshold on ``E[Qc]`` (default 0.5, the middle of Table 1's values).
     :param ent_coef: SAC's entropy coefficient: ``"auto"`` / ``"auto_<init>"`` to learn it, or a fixed float.
     :param target_entropy: SAC's target entropy (``"auto"``: ``-dim(A)``).
+    :param use_sde: SAC's generalized State-Dependent Exploration (gSDE): the actor's noise matrix is drawn anew every
+        ``sde_sample_freq`` environment steps while collecting (-1: once per rollout) and at every gradient step, as
+        SAC does; ``use_sde_at_warmup`` uses it instead of uniform actions before ``learning_starts``.
     """
 
     policy_aliases: ClassVar = SafeSACBase.policy_aliases
+    supports_sde: ClassVar[bool] = True
 
     def __init__(
         self,
