@@ -4,6 +4,7 @@ its settings, save / load, and learning on the bandits."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -144,13 +145,8 @@ def test_unrolled_signal_points_to_the_best_deployed_action(mean, sign):
     observations = th.ones(64, 1)
     model.replay_buffer.sample_initial_states = lambda *args, **kwargs: th.ones(8, 1)
 
-    class Batch:
-        pass
-
-    batch = Batch()
-    batch.observations = observations
-    model._rule.train_step(model, batch)
-    assert np.sign(model._rule._sums["epsilon"]) == sign
+    model._rule.train_step(model, SimpleNamespace(observations=observations))
+    assert np.sign(float(model._rule._sums["epsilon"])) == sign
 
 
 # The PI multiplier ---------------------------------------------------------------------------------------------------

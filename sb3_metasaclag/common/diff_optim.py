@@ -195,3 +195,10 @@ class DifferentiableRMSprop:
             state = self.optimizer.state[param]
             for key, value in new_state.items():
                 state[key] = value.detach().clone() if key != "step" else value.detach().clone().to(th.float32)
+
+
+def triple_dot(a: Sequence[th.Tensor | None], b: Sequence[th.Tensor], c: Sequence[th.Tensor]) -> th.Tensor:
+    """``sum_i <a_i * b_i, c_i>`` over lists of tensors (``a_i = None`` counts as zero): a meta-gradient from the
+    objective's gradient in ``phi'`` (``a``), the elementwise derivative of the step (``b``) and the direction the
+    step's gradient moves in (``c``)."""
+    return th.stack([(x * y * z).sum() for x, y, z in zip(a, b, c) if x is not None]).sum()

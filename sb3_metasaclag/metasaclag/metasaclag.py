@@ -14,7 +14,7 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from sb3_metasaclag.common.buffers import ConstraintReplayBufferSamples
-from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop
+from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop, triple_dot
 from sb3_metasaclag.common.policies import SafeSACPolicy
 from sb3_metasaclag.common.safe_sac import SafeSACBase, check_range, check_whole
 from sb3_metasaclag.metasaclag.outer_rules import (  # noqa: F401  (LOG_ALPHA_MIN, entropy_bound: part of this module's API)
@@ -82,11 +82,6 @@ class MetaStep(NamedTuple):
     epsilon_state: Any  # RMSProp state of epsilon after the step
     alpha_objective: th.Tensor | None  # J_alpha (Eq. 15)
     grad_alpha: th.Tensor | None  # d J_alpha / d alpha
-
-
-def _dot(a: Sequence[th.Tensor | None], b: Sequence[th.Tensor], c: Sequence[th.Tensor]) -> th.Tensor:
-    """``sum_i <a_i * b_i, c_i>`` over lists of tensors (``a_i = None`` counts as zero)."""
-    return th.stack([(x * y * z).sum() for x, y, z in zip(a, b, c) if x is not None]).sum()
 
 
 class MetaSACLag(SafeSACBase):
@@ -537,7 +532,7 @@ class MetaSACLag(SafeSACBase):
             params = [param.detach().requires_grad_(True) for param in inner.params]  # leaves sharing phi' storage
             j_eps = self.epsilon_objective_value(params, inner.nu, validation_observations)
             d_params = th.autograd.grad(j_eps, params, allow_unused=True)
-            grad_epsilon = _dot(d_params, inner.dparams_dgrads, inner.grad_safety) * inner.dnu_depsilon
+            grad_epsilon = triple_dot(d_params, inner.dparams_dgrads, inner.grad_safety) * inner.dnu_depsilon
             epsilon_next, epsilon_state = self._epsilon_step(grad_epsilon)
         j_alpha, grad_alpha = None, None
         if self.learn_alpha:  # Step 6, Eq. 15 on initial states
@@ -545,7 +540,7 @@ class MetaSACLag(SafeSACBase):
             j_alpha = self.alpha_objective_value(params, inner.nu, epsilon_next, initial_observations)
             # The deterministic action does not use the log-std head: its gradients are None.
             d_params = th.autograd.grad(j_alpha, params, allow_unused=True)
-            grad_alpha = _dot(d_params, inner.dparams_dgrads, inner.grad_entropy)
+            grad_alpha = triple_dot(d_params, inner.dparams_dgrads, inner.grad_entropy)
         return MetaStep(inner, j_eps, grad_epsilon, epsilon_next, epsilon_state, j_alpha, grad_alpha)
 
     def compute_meta_step(self, observations: Any, validation_observations: Any, initial_observations: Any) -> MetaStep:

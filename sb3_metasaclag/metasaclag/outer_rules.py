@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch as th
 
-from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop
+from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop, triple_dot
 from sb3_metasaclag.common.lagrangian import PIDLagrangeMultiplier
 from sb3_metasaclag.common.safe_sac import check_range
 
@@ -335,12 +335,7 @@ class AveragedRule(OuterRule):
         model._meta_count = 0
 
 
-def _dot(a: Sequence[th.Tensor | None], b: Sequence[th.Tensor], c: Sequence[th.Tensor]) -> th.Tensor:
-    """``sum_i <a_i * b_i, c_i>`` over lists of tensors (``a_i = None`` counts as zero)."""
-    return th.stack([(x * y * z).sum() for x, y, z in zip(a, b, c) if x is not None]).sum()
-
-
-def survival_objective(qr: th.Tensor, qc: th.Tensor, baseline: float) -> th.Tensor:
+def survival_objective(qr: th.Tensor, qc: th.Tensor, baseline: th.Tensor | float) -> th.Tensor:
     """``mean((Qr - b) * (1 - Qc))`` with ``Qc`` clipped to ``[0, 1]`` (a discounted probability of a violation)."""
     return ((qr - baseline) * (1.0 - qc.clamp(0.0, 1.0))).mean()
 
@@ -419,8 +414,8 @@ class SurvivalRule:
         self.step_bounds = (float(step_bounds[0]), float(step_bounds[1]))
         self.deployment_noise = float(deployment_noise)
         self.kp, self.ki = float(kp), float(ki)
-        self.baseline = 0.0  # b: the lowest reward value seen, at most 0
-        self._sums = {"epsilon": 0.0, "epsilon_square": 0.0, "nu": 0.0, "reward": 0.0, "safety": 0.0}
+        self.baseline: th.Tensor | float = 0.0  # b: the lowest reward value seen, at most 0
+        self._sums: dict[str, th.Tensor | float] = dict.fromkeys(("epsilon", "epsilon_square", "nu", "reward", "safety"), 0.0)
         self._count = 0
 
     # Set-up ---------------------------------------------------------------------------------------------------------
@@ -453,7 +448,8 @@ class SurvivalRule:
             initial_actions, _ = model.actor.action_log_prob(initial)
             initial_qr, initial_qc = model.q_values(initial, initial_actions)
             reward_value, safety_value = initial_qr.mean(), initial_qc.mean()
-            self.baseline = min(self.baseline, float(qr.amin(dim=1).min()))
+            lowest = qr.amin(dim=1).min()
+            self.baseline = th.minimum(lowest, th.as_tensor(self.baseline, dtype=lowest.dtype, device=lowest.device))
         # Inner step of nu (PI controller on J_c at initial states), then of the actor (Eq. 11).
         new_nu, integral, dnu_depsilon = model.lagrangian.step_with_derivative(safety_value, epsilon)
         entropy_term = log_prob.mean()
@@ -474,9 +470,9 @@ class SurvivalRule:
                 deployed = (deployed + self.deployment_noise * th.randn_like(deployed)).clamp(-1.0, 1.0)
             objective = survival_objective(*model.q_values(initial, deployed), self.baseline)
             d_params = th.autograd.grad(objective, leaves, allow_unused=True)
-            signal = _dot(d_params, dparams_dgrads, grad_c) * dnu_depsilon
-            self._sums["epsilon"] += float(signal)
-            self._sums["epsilon_square"] += float(signal) ** 2
+            signal = triple_dot(d_params, dparams_dgrads, grad_c) * dnu_depsilon
+            self._add("epsilon", signal)
+            self._add("epsilon_square", signal.double() ** 2)
             logs["epsilon_objective"] = objective.detach()
             logs["epsilon_meta_grad"] = signal.detach()
         # alpha: SAC v2's temperature loss on the same log-probabilities.
@@ -486,9 +482,9 @@ class SurvivalRule:
         # Commit the inner steps.
         model.actor_rmsprop.commit(new_params, actor_state)
         model.lagrangian.commit(new_nu, integral)
-        self._sums["nu"] += float(new_nu)
-        self._sums["reward"] += float(reward_value)
-        self._sums["safety"] += float(safety_value)
+        self._add("nu", new_nu)
+        self._add("reward", reward_value)
+        self._add("safety", safety_value)
         self._count += 1
         if self._count >= self.interval:
             self.outer_step(model)
@@ -500,14 +496,18 @@ class SurvivalRule:
         )
         return logs
 
+    def _add(self, key: str, value: th.Tensor) -> None:
+        """Add a step's value to the interval's sum, in float64 and on the value's device (no transfer per step)."""
+        self._sums[key] = self._sums[key] + value.detach().double()
+
     def epsilon_signal(self) -> float:
         """The interval's ``d J_surv / d epsilon``: the mean unrolled meta-gradient, or the equilibrium derivative."""
         count = float(self._count)
-        means = {key: value / count for key, value in self._sums.items()}
+        means = {key: float(value) / count for key, value in self._sums.items()}
         unrolled = means["epsilon"]
         if self.form == "unrolled":
             return unrolled
-        implicit = implicit_survival_gradient(means["nu"], means["reward"], means["safety"], self.baseline)
+        implicit = implicit_survival_gradient(means["nu"], means["reward"], means["safety"], float(self.baseline))
         if self.form == "implicit":
             return implicit
         # blend: the unrolled mean where it stands out of its own noise (|t| >= 1), else the equilibrium derivative.
