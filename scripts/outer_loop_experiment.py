@@ -4,6 +4,7 @@
                                                [--workers 2] [--out docs/outer_loop]
     python scripts/outer_loop_experiment.py evidence [--workers 2]     # every run of docs/outer_loop/results.md
     python scripts/outer_loop_experiment.py report [--out docs/outer_loop]
+    python scripts/outer_loop_experiment.py diagnose                    # the survival rule's signal on the soft circle
 
 ``run`` trains every (task, contender, seed) that has no result file yet under ``OUT/runs`` (so it resumes where it
 stopped, and several invocations with different ``--tasks`` can share the directory), one torch thread per worker
@@ -638,9 +639,49 @@ def parse_value(text: str) -> Any:
     return text
 
 
+def diagnose(out: str, env_id: str = "SafeCircleSoft-v0", steps: int = 8_000, seed: int = 0) -> None:
+    """The survival rule's signal during one run: per 1,000 steps, the share of outer intervals whose unrolled signal
+    stands out of its noise (|t| >= 1) and its mean t, the implicit derivative, ``J_r`` and ``J_c`` at initial states,
+    ``epsilon`` and ``nu``; printed and written to ``OUT/diagnose-<env id>.md``."""
+    import torch as th
+
+    from sb3_metasaclag import MetaSACLag
+    from sb3_metasaclag.metasaclag.outer_rules import implicit_survival_gradient
+
+    th.set_num_threads(1)
+    model = MetaSACLag("MlpPolicy", env_id, outer_rule="survival", policy_kwargs=dict(net_arch=[64, 64]), seed=seed)
+    rule, outer_step, records = model._rule, model._rule.outer_step, []
+
+    def recording(model: Any) -> None:
+        count = float(rule._count)
+        means = {key: float(value) / count for key, value in rule._sums.items()}
+        variance = max(means["epsilon_square"] - means["epsilon"] ** 2, 0.0)
+        t = means["epsilon"] / math.sqrt(variance / count + 1e-30)
+        implicit = implicit_survival_gradient(means["nu"], means["reward"], means["safety"], float(rule.baseline))
+        records.append((t, implicit, means["reward"], means["safety"]))
+        outer_step(model)
+
+    rule.outer_step = recording
+    lines = [f"# The survival rule's signal on {env_id} (seed {seed})", "",
+             f"Made by `python scripts/outer_loop_experiment.py diagnose` ({steps:,} steps, [64, 64], defaults).", "",
+             "| steps | share of intervals with abs(t) >= 1 | mean t | implicit derivative | J_r | J_c | epsilon | nu |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    while model.num_timesteps < steps:
+        model.learn(1_000, reset_num_timesteps=False)
+        chunk = np.asarray(records[-50:]) if records else np.full((1, 4), np.nan)
+        lines.append(
+            f"| {model.num_timesteps} | {np.mean(np.abs(chunk[:, 0]) >= 1):.2f} | {np.mean(chunk[:, 0]):.2f} | "
+            f"{np.mean(chunk[:, 1]):.2f} | {np.mean(chunk[:, 2]):.2f} | {np.mean(chunk[:, 3]):.3f} | "
+            f"{model.epsilon.item():.3f} | {model.lagrangian.value:.2f} |"
+        )
+        print(lines[-1], flush=True)
+    with open(os.path.join(out, f"diagnose-{env_id}.md"), "w") as file:
+        file.write("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["run", "evidence", "report"])
+    parser.add_argument("command", choices=["run", "evidence", "report", "diagnose"])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--contenders", nargs="+", default=MAIN_CONTENDERS, choices=list(CONTENDERS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -650,6 +691,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "report":
         report(args.out)
+        return
+    if args.command == "diagnose":
+        diagnose(args.out)
         return
     extra = {key: parse_value(value) for key, value in (pair.split("=", 1) for pair in args.params)}
     jobs = [(args.out, t, c, s, extra) for t in args.tasks for s in args.seeds for c in args.contenders]
