@@ -58,6 +58,13 @@ CONTENDERS: dict[str, tuple[str, dict[str, Any]]] = {
     "metasaclag-survival": ("MetaSACLag", dict(outer_rule="survival")),
     "metasaclag-survival-coin": ("MetaSACLagCoinSurvival", dict(outer_rule="survival")),
     "metasaclag-survival-implicit": ("MetaSACLag", dict(outer_rule="survival", outer_rule_kwargs=dict(form="implicit"))),
+    # Remedies for the survival rule's two failures: nu capped at J_surv's exchange rate (no wind-up below the J_c
+    # floor), and the same with epsilon's largest Rprop step 1x instead of 5x its learning rate (no 0 <-> 1 swings).
+    "metasaclag-survival-capped": ("MetaSACLag", dict(outer_rule="survival", outer_rule_kwargs=dict(exchange_cap=True))),
+    "metasaclag-survival-capped-slow": (
+        "MetaSACLag",
+        dict(outer_rule="survival", outer_rule_kwargs=dict(exchange_cap=True, step_bounds=(1e-3, 1.0))),
+    ),
     "metasaclag-survival-unrolled": ("MetaSACLag", dict(outer_rule="survival", outer_rule_kwargs=dict(form="unrolled"))),
     # SACLag at hand-picked thresholds (the bandits: what a hand-tuned threshold reaches).
     "saclag-0.02": ("SACLag", dict(epsilon=0.02)),
@@ -242,7 +249,11 @@ def split_rule_settings(algo_name: str, kwargs: dict[str, Any]) -> dict[str, Any
 
     if algo_name == "SAC" or "SACLag" == algo_name:
         return kwargs
-    settings = {name for rule in RULES.values() for name in inspect.signature(rule).parameters}
+    from sb3_metasaclag import MetaSACLag
+
+    # A name that is also the model's own argument (learning_rate) stays the model's.
+    own = set(inspect.signature(MetaSACLag).parameters)
+    settings = {name for rule in RULES.values() for name in inspect.signature(rule).parameters} - own
     rule = dict(kwargs.get("outer_rule_kwargs", {}))
     rest = {}
     for key, value in kwargs.items():

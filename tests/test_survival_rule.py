@@ -279,3 +279,31 @@ def test_proportional_term_damps_the_epsilon_nu_loop():
         damped = _toy_loop(20.0, eps0)[60_000:]
         assert cycling.max() - cycling.min() > 0.2
         assert np.abs(damped - 1 / 3).max() < 0.03
+
+
+def test_exchange_cap_is_the_survival_objectives_price_of_safety():
+    # J_surv = (J_r - b)(1 - J_c): its gradient is (1 - J_c) grad J_r - (J_r - b) grad J_c, i.e. (1 - J_c) times the
+    # Lagrangian's with nu = (J_r - b) / (1 - J_c). Checked on values, and as the direction of the objective's gradient.
+    from sb3_metasaclag.metasaclag.outer_rules import exchange_rate, survival_objective
+
+    reward, safety, baseline = th.tensor(3.0), th.tensor(0.25), th.tensor(-1.0)
+    assert exchange_rate(reward, safety, baseline).item() == pytest.approx((3.0 + 1.0) / 0.75)
+    assert exchange_rate(th.tensor(-2.0), th.tensor(1.5), baseline).item() == pytest.approx(0.0)  # J_r below b: 0
+    qr, qc = th.tensor([3.0], requires_grad=True), th.tensor([0.25], requires_grad=True)
+    grad_r, grad_c = th.autograd.grad(survival_objective(qr, qc, baseline), (qr, qc))
+    assert (-grad_c / grad_r).item() == pytest.approx(exchange_rate(reward, safety, baseline).item())
+    # In training, nu and the PI integral never exceed the cap of the step that set them.
+    model = MetaSACLag(
+        "MlpPolicy", "SafeBandit-v0", outer_rule="survival", outer_rule_kwargs=dict(exchange_cap=True), seed=0, **SMALL
+    )
+    capped = []
+    original = model.lagrangian.commit
+
+    def spy(new_nu, integral):
+        capped.append((new_nu.item(), integral.item()))
+        original(new_nu, integral)
+
+    model.lagrangian.commit = spy
+    model.learn(300)
+    assert capped and all(nu >= 0 for nu, _ in capped)
+    assert max(nu for nu, _ in capped) < 10.0  # the initial nu 10 lies above the cap on this bandit: cut at once

@@ -346,6 +346,13 @@ def implicit_survival_gradient(nu: float, reward_value: float, safety_value: flo
     return nu * (1.0 - safety_value) - (reward_value - baseline)
 
 
+def exchange_rate(reward_value: th.Tensor, safety_value: th.Tensor, baseline: th.Tensor | float) -> th.Tensor:
+    """``J_surv``'s price of a unit of ``J_c`` in units of ``J_r``: ``(J_r - b) / (1 - J_c)``, with ``1 - J_c`` kept
+    at least 1e-3 (``J_c`` clipped to ``[0, 1]`` as in :func:`survival_objective`)."""
+    survival = (1.0 - safety_value.clamp(0.0, 1.0)).clamp_min(1e-3)
+    return (reward_value - baseline).clamp_min(0.0) / survival
+
+
 class SurvivalRule:
     """The survival rule (ours): ``epsilon`` climbs ``J_surv`` (see the module docstring), ``nu`` is a PI controller
     on ``J_c`` at initial states, ``alpha`` follows SAC v2's target entropy.
@@ -361,6 +368,10 @@ class SurvivalRule:
         lies on the learned edge of ``Qc``, where half of the seeds end just over the limit.
     :param kp: Proportional gain of ``nu``'s controller.
     :param ki: Integral gain of ``nu``'s controller.
+    :param exchange_cap: Cap ``nu`` (and its integral) at ``J_surv``'s own price of a unit of ``J_c``,
+        ``(J_r - b) / (1 - J_c)`` at initial states: the actor's gradient of ``J_surv`` is ``(1 - J_c)`` times that
+        of the Lagrangian with this ``nu``, so a larger ``nu`` buys safety the objective does not value, and the
+        integral cannot wind up where ``J_c`` stays above ``epsilon``.
     """
 
     name = "survival"
@@ -393,6 +404,7 @@ class SurvivalRule:
         deployment_noise: float = 0.03,
         kp: float = 5.0,
         ki: float = 0.05,
+        exchange_cap: bool = False,
     ) -> None:
         if form not in SURVIVAL_FORMS:
             raise ValueError(f"form must be one of {SURVIVAL_FORMS}, got {form!r}")
@@ -414,6 +426,7 @@ class SurvivalRule:
         self.step_bounds = (float(step_bounds[0]), float(step_bounds[1]))
         self.deployment_noise = float(deployment_noise)
         self.kp, self.ki = float(kp), float(ki)
+        self.exchange_cap = bool(exchange_cap)
         self.baseline: th.Tensor | float = 0.0  # b: the lowest reward value seen, at most 0
         self._sums: dict[str, th.Tensor | float] = dict.fromkeys(("epsilon", "epsilon_square", "nu", "reward", "safety"), 0.0)
         self._count = 0
@@ -452,6 +465,9 @@ class SurvivalRule:
             self.baseline = th.minimum(lowest, th.as_tensor(self.baseline, dtype=lowest.dtype, device=lowest.device))
         # Inner step of nu (PI controller on J_c at initial states), then of the actor (Eq. 11).
         new_nu, integral, dnu_depsilon = model.lagrangian.step_with_derivative(safety_value, epsilon)
+        if self.exchange_cap:
+            cap = exchange_rate(reward_value, safety_value, self.baseline)
+            new_nu, integral = th.minimum(new_nu, cap), th.minimum(integral, cap)
         entropy_term = log_prob.mean()
         params = model.actor_rmsprop.params
         grad_c = th.autograd.grad(safety_term, params, retain_graph=True)
