@@ -1,6 +1,6 @@
 """Environment steps per second while learning: every algorithm of the package beside SB3's SAC, in one process.
 
-    python scripts/bench_learn.py [--threads 1] [--steps 300] [--rounds 3] [--stat median] [--meta-every 5] [ENV_ID ...]
+    python scripts/bench_learn.py [--threads 1] [--steps 300] [--rounds 3] [--stat median] [ENV_ID ...]
 
 Default tasks: ``SafeNavigation2D-v0`` (built in, pure numpy) and ``SafetyCarCircle2Gymnasium-v0`` (Safety-Gymnasium,
 MuJoCo), default settings of every algorithm (SB3's: [256, 256] networks, batch 256, one gradient step per step).
@@ -31,16 +31,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stat", choices=["median", "max"], default="median", help="of the rounds' env steps/s")
-    parser.add_argument(
-        "--meta-every", type=int, nargs="*", default=[], help="also time MetaSACLag(meta_gradient_every=K) for each K"
-    )
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     stat = np.median if args.stat == "median" else np.max
     for env_id in args.env_ids:
         models = {name: algo("MlpPolicy", env_id, seed=0) for name, algo in MODELS.items()}
-        for k in args.meta_every:
-            models[f"MetaSACLag (meta every {k})"] = MetaSACLag("MlpPolicy", env_id, meta_gradient_every=k, seed=0)
         for model in models.values():
             model.learn(model.learning_starts + 50)  # warm-up, untimed: gradient steps run from here on
         rates: dict[str, list[float]] = {name: [] for name in models}

@@ -1,7 +1,7 @@
-"""Time one gradient step of SB3's SAC and of every algorithm of the package, side by side (MetaSACLag with its
-closed-form and with its autograd meta-gradients).
+"""Time one gradient step of SB3's SAC and of every algorithm of the package, side by side (MetaSACLag under both of
+its outer rules).
 
-    python scripts/bench_train.py [--threads 1] [--net 256 256] [--batch-size 256] [--steps 100] [--meta-every 5 10]
+    python scripts/bench_train.py [--threads 1] [--net 256 256] [--batch-size 256] [--steps 100] [--rounds 3]
 
 Prints milliseconds per gradient step and ratios to SAC. All models are timed in the same process, interleaved,
 so that the machine's drift affects them alike.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
 
 import numpy as np
 import torch as th
@@ -20,23 +19,14 @@ from stable_baselines3 import SAC
 from sb3_metasaclag import RCPOSAC, MetaSACLag, RCPOMetaSAC, SACLag
 
 
-def make_models(env: str, net: list[int], batch_size: int, meta_every: Sequence[int] = (), autograd: bool = True) -> dict:
+def make_models(env: str, net: list[int], batch_size: int) -> dict:
     """SB3's SAC and every algorithm of the package on ``env``, named as in the output table, each past
     ``learning_starts`` (buffers filled, logger set up) and ready for ``train()``."""
     common = dict(learning_starts=batch_size, batch_size=batch_size, policy_kwargs=dict(net_arch=net), seed=0)
     models = {
         "SB3 SAC": SAC("MlpPolicy", env, **common),
-        "MetaSACLag (closed form)": MetaSACLag("MlpPolicy", env, **common),
-        **(
-            {"MetaSACLag (autograd)": MetaSACLag("MlpPolicy", env, meta_gradient_method="autograd", **common)}
-            if autograd
-            else {}
-        ),
-        "MetaSACLag (survival rule)": MetaSACLag("MlpPolicy", env, outer_rule="survival", **common),
-        "MetaSACLag (survival, implicit)": MetaSACLag(
-            "MlpPolicy", env, outer_rule="survival", outer_rule_kwargs=dict(form="implicit"), **common
-        ),
-        **{f"MetaSACLag (meta every {k})": MetaSACLag("MlpPolicy", env, meta_gradient_every=k, **common) for k in meta_every},
+        "MetaSACLag (averaged rule)": MetaSACLag("MlpPolicy", env, **common),
+        "MetaSACLag (paper's rule)": MetaSACLag("MlpPolicy", env, outer_rule="paper", **common),
         "SACLag": SACLag("MlpPolicy", env, **common),
         "RCPOSAC": RCPOSAC("MlpPolicy", env, **common),
         "RCPOMetaSAC": RCPOMetaSAC("MlpPolicy", env, **common),
@@ -69,16 +59,9 @@ def main() -> None:
     parser.add_argument(
         "--stat", choices=["median", "min"], default="median", help="over rounds; min resists a loaded machine's stalls"
     )
-    parser.add_argument(
-        "--meta-every",
-        type=int,
-        nargs="*",
-        default=[],
-        help="also time MetaSACLag(meta_gradient_every=K) for each K (use --steps that are multiples of K)",
-    )
     args = parser.parse_args()
     th.set_num_threads(args.threads)
-    models = make_models(args.env, args.net, args.batch_size, args.meta_every)
+    models = make_models(args.env, args.net, args.batch_size)
     times = time_models(models, args.steps, args.rounds, args.batch_size)
     stat = np.median if args.stat == "median" else np.min
     reference = stat(times["SB3 SAC"])

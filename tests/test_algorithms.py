@@ -106,9 +106,7 @@ def test_baseline_argument_errors():
         SACLag("MlpPolicy", "SafeBandit-v0", epsilon=2.0)
     with pytest.raises(ValueError, match="ent_coef must be"):
         SACLag("MlpPolicy", "SafeBandit-v0", ent_coef="fixed")
-    with pytest.raises(
-        TypeError, match="unexpected keyword argument 'learn_epsilon'"
-    ):  # epsilon is fixed: not in its signature
+    with pytest.raises(TypeError, match="takes no learn_epsilon"):  # epsilon is fixed: not in its signature
         RCPOMetaSAC("MlpPolicy", "SafeBandit-v0", learn_epsilon=True)
 
 
@@ -275,7 +273,7 @@ def test_sac_ent_coef_in_the_meta_variants(model_class):
         model_class("MlpPolicy", "SafeBandit-v0", target_entropy=-2.0, **SMALL)
     with pytest.raises(ValueError, match="'auto', 'auto_<initial alpha>' or a float"):
         model_class("MlpPolicy", "SafeBandit-v0", ent_coef="automatic", **SMALL)
-    with pytest.raises(ValueError, match=r"alpha .* or ent_coef, not both"):
+    with pytest.raises(TypeError, match="alpha"):  # one name for the temperature: SAC's ent_coef
         model_class("MlpPolicy", "SafeBandit-v0", ent_coef=0.1, alpha=0.5, **SMALL)
 
 

@@ -98,18 +98,6 @@ def test_timeouts_are_not_terminal_and_samples_carry_costs():
     assert buffer.safety.dones[:2].tolist() == [0.0, 0.0] and buffer.safety.costs[:2].tolist() == [2.0, 3.0]
 
 
-def test_balanced_sample_is_half_violating():
-    buffer = _buffer()
-    obs, action = np.zeros((2, 3), np.float32), np.zeros((2, 2), np.float32)
-    buffer.add(obs, obs, action, np.ones(2), np.array([False, False]), [{"cost": 0.0}, {"cost": 0.0}])
-    assert buffer.sample_balanced(10).violations.sum().item() == 0.0  # D_s empty: all from D
-    buffer.add(obs, obs, action, np.ones(2), np.array([False, False]), [{"cost": 0.0}, {"cost": 1.0}])
-    batch = buffer.sample_balanced(11)
-    assert batch.observations.shape == (11, 3) and batch.violations.sum().item() == 5.0
-    with pytest.raises(RuntimeError, match="No non-violating transition"):
-        _buffer().sample_balanced(4)
-
-
 def test_circular_overwrite_keeps_old_violations_in_d_s():
     buffer = _buffer(n_envs=1)
     for i in range(250):

@@ -65,6 +65,9 @@ def test_grid_on_two_workers_runs_every_cell_exactly_once(small_grid):
         assert run["training_episodes"] == 200  # the bandit's episodes last one step
         assert 0 <= run["eval_violation_rate"] <= 1 and run["steps_per_second"] > 0
         assert run["final_nu"] >= 0 and 0 < run["final_alpha"] <= 1
+        # The bandit knows its constrained optimum: the greedy action's distance to it; epsilon fixed for SACLag.
+        assert 0 <= run["greedy_distance"] <= 2
+        assert run["epsilon_range_last_quarter"] == 0.0 if run["label"] == "saclag" else run["epsilon_range_last_quarter"] >= 0
 
 
 def test_running_the_command_again_redoes_nothing(small_grid):
@@ -74,6 +77,43 @@ def test_running_the_command_again_redoes_nothing(small_grid):
     assert result["finished"] == 4
     after = {key: [t.number for t in trials] for key, trials in _trials_by_key(storage, "small").items()}
     assert after == before
+
+
+def test_grid_files_describe_the_same_cells_as_the_command_line(tmp_path, capsys):
+    from sb3_metasaclag.experiments.grid import grid_file_cells
+
+    path = tmp_path / "grid.yml"
+    path.write_text(
+        "grids:\n"
+        "  - envs: [SafeBandit-v0]\n"
+        "    seeds: [0, 1]\n"
+        "    steps: 200\n"
+        "    params: {learning_starts: 50}\n"
+        "    contenders:\n"
+        "      - {algo: saclag}\n"
+        "      - {label: meta, algo: metasaclag, params: {outer_rule: paper}}\n"
+        "  - envs: [SafeCircle-v0]\n"
+        "    contenders: [{algo: sac}]\n"
+    )
+    cells = grid_file_cells(str(path))
+    expected = grid_cells(
+        [Contender("saclag", "saclag"), Contender("meta", "metasaclag", {"outer_rule": "paper"})],
+        ["SafeBandit-v0"],
+        [0, 1],
+        steps=200,
+        params={"learning_starts": 50},
+    ) + grid_cells([Contender("sac", "sac")], ["SafeCircle-v0"], [0])
+    assert [cell.key for cell in cells] == [cell.key for cell in expected]
+    # The repository's outer-loop grid: 4 bandits x 8 contenders + 4 tasks x 4 contenders, 3 seeds each.
+    repository = grid_file_cells(os.path.join(os.path.dirname(__file__), "..", "experiments", "outer_loop.yml"))
+    validate_grid(repository)
+    assert len(repository) == 3 * (4 * 8 + 4 * 4)
+    path.write_text("envs: [SafeBandit-v0]\ncontenders: [{algo: sac}]\nbudget: 100\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['budget'\]"):
+        grid_file_cells(str(path))
+    storage = f"sqlite:///{tmp_path / 'x.db'}"
+    assert main(["run", "--grid", str(path), "--algos", "sac", "--storage", storage, "--study", "s"]) == 2
+    assert "give --grid or --algos" in capsys.readouterr().err
 
 
 def test_plot_writes_fig2_and_a_summary_row_per_algorithm(small_grid, tmp_path):

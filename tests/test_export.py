@@ -1,4 +1,4 @@
-"""Policy export for deployment (issue 15): ONNX and TorchScript reproduce predict(deterministic=True)."""
+"""Policy export for deployment: ONNX and TorchScript reproduce predict(deterministic=True)."""
 
 import numpy as np
 import onnxruntime

@@ -12,8 +12,9 @@ from helpers import MarkedEnv
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 
-from sb3_metasaclag import MetaSACLag, RCPOMetaSAC, SACLag
-from sb3_metasaclag.metasaclag.metasaclag import LOG_ALPHA_MIN
+import sb3_metasaclag
+from sb3_metasaclag import MetaSACLag, SACLag
+from sb3_metasaclag.metasaclag.outer_rules import LOG_ALPHA_MIN
 
 SMALL = dict(
     learning_starts=50, batch_size=32, n_initial_states=8, initial_state_batch_size=8, policy_kwargs=dict(net_arch=[16])
@@ -174,13 +175,12 @@ def test_env_without_cost_fails_at_first_step_with_advice():
         (dict(gamma_c=1.0), r"gamma_c must lie in \[0.0, 1.0\)"),
         (dict(nu=-1.0), "nu must lie in"),
         (dict(epsilon=1.5), r"epsilon must lie in \[0.0, 1.0\]"),
-        (dict(alpha=0.0), r"alpha must lie in \(0.0, 1.0\]"),
-        (dict(alpha=float("nan")), "alpha must lie in"),
+        (dict(ent_coef="auto_0.0"), r"ent_coef \(the initial alpha\) must lie in \(0.0, 1.0\]"),
+        (dict(ent_coef=float("nan")), r"ent_coef \(the initial alpha\) must lie in"),
+        (dict(ent_coef="fixed"), "ent_coef must be 'auto', 'auto_<initial alpha>' or a float"),
         (dict(nu_learning_rate=0.0), "nu_learning_rate must lie in"),
         (dict(outer_rule_kwargs=dict(epsilon_objective="quadratic")), "epsilon_objective must be one of"),
-        (dict(epsilon_batch="violations"), "epsilon_batch must be one of"),
         (dict(policy_batch="safe"), "policy_batch must be one of"),
-        (dict(meta_gradient_method="magic"), "meta_gradient_method"),
         (dict(rmsprop_kwargs=dict(centered=True)), "non-centered RMSProp"),
         (dict(violation_threshold=-0.1), "violation_threshold must lie in"),
         (dict(outer_rule="fast"), "outer_rule must be one of"),
@@ -215,9 +215,8 @@ def test_out_of_range_hyperparameters(kwargs, message):
         dict(outer_rule="averaged"),
         dict(outer_rule="averaged", outer_rule_kwargs=dict(meta_interval=1, min_entropy=-np.inf)),
         dict(outer_rule="averaged", outer_rule_kwargs=dict(nu_derivative="projected")),
-        # the screened pieces: J_nl, J_c at initial states, plain nu steps, an entropy floor and ceiling
+        # the screened pieces: J_nl, J_c at initial states, an entropy floor and ceiling
         dict(
-            nu_optimizer="sgd",
             outer_rule_kwargs=dict(
                 epsilon_objective="nonlinear", constraint_states="initial", min_entropy="-2*dim", max_entropy="0*dim"
             ),
@@ -251,7 +250,8 @@ def test_alpha_epsilon_and_nu_stay_in_range_under_every_rule(rule):
 @pytest.mark.parametrize("outer_rule", ["averaged", "paper"])
 @pytest.mark.parametrize("frozen", ["epsilon", "alpha"])
 def test_ablations_freeze_their_value(frozen, outer_rule):
-    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", seed=0, outer_rule=outer_rule, **{f"learn_{frozen}": False}, **SMALL)
+    freeze = dict(learn_epsilon=False) if frozen == "epsilon" else dict(ent_coef=1.0)  # a float ent_coef: fixed alpha
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", seed=0, outer_rule=outer_rule, **freeze, **SMALL)
     before = getattr(model, frozen).clone()
     model.learn(200)
     assert th.equal(getattr(model, frozen), before)
@@ -262,44 +262,28 @@ def test_ablations_freeze_their_value(frozen, outer_rule):
     assert _step_count(other_optimizer) == model._n_updates // model.meta_interval > 0
 
 
-def test_mixed_epsilon_batch_draws_half_from_the_safety_buffer(tmp_path):
-    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", epsilon_batch="mixed", seed=0, **SMALL)
-    buffer = model.replay_buffer
-    calls = []
-    original = buffer.sample_balanced
-
-    def spy(batch_size, env=None):
-        batch = original(batch_size, env=env)
-        calls.append(batch.violations.mean().item())
-        return batch
-
-    buffer.sample_balanced = spy
-    model.learn(200)
-    assert len(calls) == model._n_updates > 0
-    assert buffer.safety.size() > 0 and calls[-1] == pytest.approx(0.5, abs=1 / model.batch_size)
-    model.save(tmp_path / "model")
-    assert MetaSACLag.load(tmp_path / "model").epsilon_batch == "mixed"
-    with pytest.raises(TypeError, match="epsilon_batch"):
-        RCPOMetaSAC("MlpPolicy", "SafeBandit-v0", epsilon_batch="mixed")
-
-
 @pytest.mark.parametrize("algorithm, batches_per_update", [(MetaSACLag, 2), (SACLag, 1)])
 @pytest.mark.parametrize("policy_batch", ["non_violating", "all"])
-def test_policy_batch_decides_whether_violations_reach_reward_critics(algorithm, batches_per_update, policy_batch, tmp_path):
+def test_policy_batch_decides_whether_violations_reach_reward_critics(
+    algorithm, batches_per_update, policy_batch, tmp_path, monkeypatch
+):
     model = algorithm("MlpPolicy", "SafeBandit-v0", policy_batch=policy_batch, seed=0, **SMALL)
     violations_per_batch, critic_batches = [], []
-    sample, train_critic = model.sample_policy_batch, model._train_critic
+    sample = model.sample_policy_batch
+    module = sys.modules[type(model).__module__]  # where the algorithm's train() finds reward_critic_loss
+    reward_critic_loss = module.reward_critic_loss
 
     def spy_sample(batch_size):
         batch = sample(batch_size)
         violations_per_batch.append(batch.violations.sum().item())
         return batch
 
-    def spy_critic(data, *args):
+    def spy_critic(critic, critic_target, data, *args):
         critic_batches.append(data.violations.sum().item())
-        return train_critic(data, *args)
+        return reward_critic_loss(critic, critic_target, data, *args)
 
-    model.sample_policy_batch, model._train_critic = spy_sample, spy_critic
+    model.sample_policy_batch = spy_sample
+    monkeypatch.setattr(module, "reward_critic_loss", spy_critic)
     model.learn(300)
     # Random actions on the bandit violate in about a quarter of the episodes.
     assert model.replay_buffer.safety.size() > 0
@@ -316,52 +300,32 @@ def test_policy_batch_decides_whether_violations_reach_reward_critics(algorithm,
     assert algorithm.load(tmp_path / "model").policy_batch == policy_batch
 
 
-def test_renamed_batch_arguments_still_work_with_a_deprecation_warning(tmp_path):
-    with pytest.warns(DeprecationWarning, match="main_batch= was renamed policy_batch="):
-        model = MetaSACLag("MlpPolicy", "SafeBandit-v0", main_batch="non_violating", seed=0, **SMALL)
-    assert model.policy_batch == "non_violating" and not hasattr(model, "main_batch")
-    with pytest.warns(DeprecationWarning, match="main_batch= was renamed"):
-        assert SACLag("MlpPolicy", "SafeBandit-v0", main_batch="non_violating", **SMALL).policy_batch == "non_violating"
-    with pytest.warns(DeprecationWarning, match="epsilon_batch='main' was renamed epsilon_batch='like_policy'"):
-        assert MetaSACLag("MlpPolicy", "SafeBandit-v0", epsilon_batch="main", **SMALL).epsilon_batch == "like_policy"
-    model.learn(100)
-    with pytest.warns(DeprecationWarning, match="sample_policy_batch"):
-        batch = model.sample_main_batch(16)
-    assert batch.violations.sum().item() == 0  # drawn from the non-violating transitions, as policy_batch says
-
-
-def test_a_model_saved_under_the_old_batch_names_loads_with_the_new_ones(tmp_path):
-    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", policy_batch="non_violating", seed=0, **SMALL)
-    # What a file written before the rename holds: the attributes under their old names and values.
-    model.__dict__["main_batch"] = model.__dict__.pop("policy_batch")
-    model.epsilon_batch = "main"
+@pytest.mark.parametrize("recorded", [None, "0.0.9"])
+def test_a_file_of_another_version_is_refused_with_the_version_it_names(tmp_path, recorded):
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", seed=0, **SMALL)
+    if recorded is None:  # what the development versions before the release wrote: no version at all
+        del model.package_version
+    else:
+        model.package_version = recorded
     model.save(tmp_path / "old")
-    loaded = MetaSACLag.load(tmp_path / "old")
-    assert loaded.policy_batch == "non_violating" and loaded.epsilon_batch == "like_policy"
-    assert "main_batch" not in loaded.__dict__
-
-
-@pytest.mark.parametrize(
-    "old, new, name",
-    [
-        ("sb3_metasaclag.meta_sac_lag.meta_sac_lag", "sb3_metasaclag.metasaclag.metasaclag", "MetaSACLag"),
-        ("sb3_metasaclag.meta_sac_lag.reference", "sb3_metasaclag.metasaclag.reference", "meta_gradients_autograd"),
-        ("sb3_metasaclag.sac_lag", "sb3_metasaclag.saclag", "SACLag"),
-        ("sb3_metasaclag.rcpo_meta_sac.rcpo_meta_sac", "sb3_metasaclag.rcpo_metasac.rcpo_metasac", "RCPOMetaSAC"),
-    ],
-)
-def test_the_old_algorithm_folders_import_with_a_deprecation_warning(old, new, name):
-    # In a fresh interpreter: the warning is given once, on the first import of the old package.
-    code = (
-        "import importlib, warnings\n"
-        "warnings.simplefilter('always')\n"
-        "with warnings.catch_warnings(record=True) as caught:\n"
-        f"    old = importlib.import_module({old!r})\n"
-        f"new = importlib.import_module({new!r})\n"
-        f"assert getattr(old, {name!r}) is getattr(new, {name!r})\n"
-        "print([str(w.message) for w in caught if w.category is DeprecationWarning])\n"
+    expected = (
+        "a development version of sb3-metasaclag from before the 0.1.0 release"
+        if recorded is None
+        else f"sb3-metasaclag {recorded}"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    package = new if name == "SACLag" else new.rsplit(".", 1)[0]
-    assert f"{old.split('.')[0]}.{old.split('.')[1]} was renamed {package}" in result.stdout
-    assert "the old import path will be removed in the next release" in result.stdout
+    with pytest.raises(ValueError, match=f"old.zip was saved by {expected}.*train the model again"):
+        MetaSACLag.load(tmp_path / "old")
+    model.package_version = sb3_metasaclag.__version__
+    model.save(tmp_path / "current")
+    assert MetaSACLag.load(tmp_path / "current").package_version == sb3_metasaclag.__version__
+
+
+def test_the_development_aliases_are_gone():
+    for old in ("sb3_metasaclag.meta_sac_lag", "sb3_metasaclag.sac_lag", "sb3_metasaclag.rcpo_meta_sac"):
+        result = subprocess.run([sys.executable, "-c", f"import {old}"], capture_output=True, text=True)
+        assert result.returncode != 0 and "ModuleNotFoundError" in result.stderr, old
+    model = MetaSACLag("MlpPolicy", "SafeBandit-v0", **SMALL)
+    assert not hasattr(model, "sample_main_batch")
+    for argument in ("main_batch", "epsilon_batch", "alpha", "learn_alpha", "nu_optimizer", "meta_gradient_method"):
+        with pytest.raises(TypeError, match=argument):
+            MetaSACLag("MlpPolicy", "SafeBandit-v0", **{argument: None})

@@ -1,5 +1,5 @@
 """SB3 2.9's own usage patterns (its tests/test_save_load.py and tests/test_run.py), run on every algorithm of the
-package: what a SAC user's code does, unchanged but for the class name (issue 15)."""
+package: what a SAC user's code does, unchanged but for the class name."""
 
 import os
 

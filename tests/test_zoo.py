@@ -15,7 +15,7 @@ import yaml
 from stable_baselines3 import SAC
 
 from sb3_metasaclag import zoo
-from sb3_metasaclag.envs import BUILTIN_ENV_IDS
+from sb3_metasaclag.envs import BANDIT_ENV_IDS, BUILTIN_ENV_IDS
 from sb3_metasaclag.zoo import ZOO_ALGOS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def load_hyperparams(algo):
 @pytest.mark.parametrize("algo", [*ZOO_ALGOS, "sac"])
 def test_hyperparams_cover_the_environments_and_build_models(algo):
     hyperparams = load_hyperparams(algo)
-    assert set(hyperparams) == {*BUILTIN_ENV_IDS, *PAPER_ENV_IDS}
+    assert set(hyperparams) == {*BUILTIN_ENV_IDS, *BANDIT_ENV_IDS, *PAPER_ENV_IDS}
     cls = ZOO_ALGOS.get(algo, SAC)
     for env_id, params in hyperparams.items():
         params = dict(params)

@@ -173,7 +173,7 @@ class ConstraintReplayBuffer(ReplayBuffer):
 
     Batches: :meth:`sample` draws uniformly from every transition kept (the store, and the violations of ``D_s`` that
     the store has already overwritten); :meth:`sample_non_violating` from the non-violating transitions of the store
-    (``D`` as Algorithm 1, lines 7-10, routes it); :meth:`sample_balanced` half from each.
+    (``D`` as Algorithm 1, lines 7-10, routes it).
 
     ``add`` has SB3's signature and reads the costs from ``infos`` (``info["cost"]``, validated before anything is
     stored). Observations are stored unnormalized, and normalized at sampling time when a ``VecNormalize`` is given, as
@@ -306,14 +306,6 @@ class ConstraintReplayBuffer(ReplayBuffer):
     def sample_non_violating(self, batch_size: int, env: VecNormalize | None = None) -> ConstraintReplayBufferSamples:
         """A batch drawn uniformly from the non-violating transitions of the store (``D`` of Algorithm 1)."""
         return self._to_samples(self._non_violating_batch(batch_size), env)
-
-    def sample_balanced(self, batch_size: int, env: VecNormalize | None = None) -> ConstraintReplayBufferSamples:
-        """A batch drawn half from the non-violating transitions and half from ``D_s`` (all non-violating while ``D_s``
-        is empty). Used by ``MetaSACLag(epsilon_batch="mixed")`` for the ``epsilon`` objective."""
-        n_violating = batch_size // 2 if self.safety.size() > 0 else 0
-        main = self._non_violating_batch(batch_size - n_violating)
-        safety = self._store_rows(self.safety, self.safety.sample_indices(n_violating))
-        return self._to_samples(tuple(_concatenate(a, b) for a, b in zip(main, safety)), env)
 
     def sample_initial_states(self, batch_size: int, env: VecNormalize | None = None) -> th.Tensor | TensorDict:
         """A batch of observations from ``D_0``."""

@@ -1,10 +1,10 @@
-"""What every algorithm of the package shares: a SAC-style off-policy learner with safety critics and a Lagrangian.
+"""What the four algorithms of the package share: a SAC-style off-policy learner with safety critics and a Lagrangian.
 
-:class:`SafeSACBase` owns the cost plumbing (routing transitions to ``D`` / ``D_s``, feeding ``D_0``, episode cost
-statistics), the reward and safety critics (steps 1-2 of one update, see :class:`~sb3_metasaclag.MetaSACLag`), the
-Lagrange multiplier ``nu``, the safety threshold ``epsilon`` and the entropy temperature ``alpha``, saving and
-logging; :meth:`SafeSACBase.train` runs one gradient step after another. An algorithm states only how it updates the
-actor and the multipliers (steps 3-7), in :meth:`SafeSACBase._update_actor_and_multipliers`.
+:class:`SafeSACBase` owns the plumbing (routing transitions to ``D`` / ``D_s``, feeding ``D_0``, the cost monitors,
+argument checks, the Lagrange multiplier ``nu``, the threshold ``epsilon``, the temperature ``alpha``, saving and
+loading). The critic losses are the plain functions :func:`safety_critic_loss` and :func:`reward_critic_loss`. Each
+algorithm writes its gradient step out in its own ``train`` (``MetaSACLag.train`` in ``metasaclag/metasaclag.py``,
+``SACLag.train`` in ``saclag/saclag.py``).
 """
 
 from __future__ import annotations
@@ -39,14 +39,16 @@ from sb3_metasaclag.common.buffers import (
 )
 from sb3_metasaclag.common.callbacks import record_episode_costs
 from sb3_metasaclag.common.costs import get_costs
-from sb3_metasaclag.common.deprecation import renamed_argument
-from sb3_metasaclag.common.lagrangian import NU_OPTIMIZERS, LagrangeMultiplier
+from sb3_metasaclag.common.lagrangian import LagrangeMultiplier
 from sb3_metasaclag.common.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, SafeSACPolicy
 from sb3_metasaclag.common.wrappers import CostMonitor, VecCostMonitor
 
-__all__ = ["SafeSACBase"]
+__all__ = ["SafeSACBase", "optimizer_step", "reward_critic_loss", "safety_critic_loss"]
 
 SelfSafeSACBase = TypeVar("SelfSafeSACBase", bound="SafeSACBase")
+
+#: The version of this package (saved with every model; ``load`` reads files of this version only).
+PACKAGE_VERSION = (pathlib.Path(__file__).resolve().parents[1] / "version.txt").read_text().strip()
 
 POLICY_BATCHES = ("non_violating", "all")
 
@@ -155,13 +157,25 @@ def _saved_algorithm(path: Any) -> str | None:
             data = json.loads(archive.read("data"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
-    if "algorithm" in data:
-        return str(data["algorithm"])
-    if "violation_threshold" in data:
-        return None  # saved by this package before the name was stored
+    if "algorithm" in data or "violation_threshold" in data:
+        return str(data.get("algorithm", "an unnamed algorithm of sb3-metasaclag"))
     policy = data.get("policy_class", {})
     module = policy.get("__module__", "") if isinstance(policy, dict) else ""
     return "SAC" if module == "stable_baselines3.sac.policies" else f"an algorithm of another library ({module or '?'})"
+
+
+def saved_version(path: Any) -> str | None:
+    """The sb3-metasaclag version recorded in a model file's ``data`` (None when it records none)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(_resolve(path, ".zip")) as archive:
+            data = json.loads(archive.read("data"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    version = data.get("package_version")
+    return None if version is None else str(version)
 
 
 def check_sac_only_arguments(
@@ -219,7 +233,6 @@ def check_arguments(
     violation_threshold: float,
     n_initial_states: int,
     initial_state_batch_size: int,
-    initial_state_buffer_size: int,
     rmsprop_kwargs: dict[str, Any] | None,
     replay_buffer_kwargs: dict[str, Any] | None,
     stats_window_size: int,
@@ -245,7 +258,6 @@ def check_arguments(
         raise ValueError(f"policy_batch must be one of {POLICY_BATCHES}, got {policy_batch!r}")
     check_whole("n_initial_states", n_initial_states, 0)
     check_whole("initial_state_batch_size", initial_state_batch_size, 1)
-    check_whole("initial_state_buffer_size", initial_state_buffer_size, 1)
     rmsprop = dict(rmsprop_kwargs or {})
     allowed = {"alpha", "eps", "weight_decay", "momentum", "centered", "foreach"}
     if set(rmsprop) - allowed:
@@ -258,9 +270,54 @@ def check_arguments(
     check_range("rmsprop_kwargs['eps']", float(rmsprop.get("eps", 1e-8)), 0.0, math.inf, low_open=True, high_open=True)
     check_range("rmsprop_kwargs['momentum']", float(rmsprop.get("momentum", 0.0)), 0.0, 1.0, high_open=True)
     check_range("rmsprop_kwargs['weight_decay']", float(rmsprop.get("weight_decay", 0.0)), 0.0, math.inf, high_open=True)
-    safety_size = (replay_buffer_kwargs or {}).get("safety_buffer_size")
-    if safety_size is not None:
-        check_whole("replay_buffer_kwargs['safety_buffer_size']", safety_size, 1)
+    for key in ("safety_buffer_size", "initial_state_buffer_size"):
+        size = (replay_buffer_kwargs or {}).get(key)
+        if size is not None:
+            check_whole(f"replay_buffer_kwargs[{key!r}]", size, 1)
+
+
+def safety_critic_loss(
+    safety_critic: ContinuousCritic,
+    safety_critic_target: ContinuousCritic,
+    data: ConstraintReplayBufferSamples,
+    next_actions: th.Tensor,
+    gamma_c: float,
+) -> th.Tensor:
+    """The twin safety critics' loss (Eq. 2): the target ``c + gamma_c (1 - c)(1 - done) max_j Qc_target_j(s', a')``,
+    with ``c`` the violation indicator and ``a'`` the actor's actions at ``data.next_observations``."""
+    with th.no_grad():
+        next_qc = th.cat(safety_critic_target(data.next_observations, next_actions), dim=1).amax(dim=1, keepdim=True)
+        target = data.violations + gamma_c * (1 - data.violations) * (1 - data.dones) * next_qc
+    loss = 0.5 * sum(F.mse_loss(q, target) for q in safety_critic(data.observations, data.actions))
+    assert isinstance(loss, th.Tensor)
+    return loss
+
+
+def reward_critic_loss(
+    critic: ContinuousCritic,
+    critic_target: ContinuousCritic,
+    data: ConstraintReplayBufferSamples,
+    next_actions: th.Tensor,
+    next_log_prob: th.Tensor,
+    alpha: th.Tensor,
+    gamma: float,
+) -> th.Tensor:
+    """The twin reward critics' loss, SAC's soft target ``r + gamma (1 - done)(min_j Q_target_j(s', a') - alpha log
+    pi(a'|s'))`` (Eq. 5)."""
+    with th.no_grad():
+        next_q = th.cat(critic_target(data.next_observations, next_actions), dim=1).amin(dim=1, keepdim=True)
+        next_q = next_q - alpha * next_log_prob.reshape(-1, 1)
+        target = data.rewards + (1 - data.dones) * gamma * next_q
+    loss = 0.5 * sum(F.mse_loss(q, target) for q in critic(data.observations, data.actions))
+    assert isinstance(loss, th.Tensor)
+    return loss
+
+
+def optimizer_step(optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
+    """``zero_grad``, ``backward``, ``step``: one step of ``optimizer`` on ``loss``."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
 
 
 class SafeSACBase(OffPolicyAlgorithm):
@@ -270,9 +327,7 @@ class SafeSACBase(OffPolicyAlgorithm):
 
     :param gamma_c: Discount ``gamma_c`` of the safety critic (Eq. 2).
     :param nu: Initial Lagrange multiplier ``nu``.
-    :param nu_learning_rate: Learning rate of ``nu``.
-    :param nu_optimizer: ``"rmsprop"`` (default, the paper's) or ``"sgd"``: plain gradient steps on ``nu``, proportional
-        to the gap ``J_c - epsilon`` (RMSProp's steps are about the learning rate whatever a steady gap's size).
+    :param nu_learning_rate: Learning rate of ``nu``'s RMSProp.
     :param epsilon: (Initial) safety threshold ``epsilon`` on ``E[Qc]``.
     :param epsilon_max: Upper bound of ``epsilon`` (``Qc`` is a discounted probability, so 1 by default).
     :param policy_batch: Transitions of the batch ``B`` (reward critics, ``nu`` and the actor) and of ``B'``:
@@ -280,12 +335,13 @@ class SafeSACBase(OffPolicyAlgorithm):
         D stores all the transitions"), so that the reward critics see the episodes that end in a violation;
         ``"non_violating"`` draws from ``D`` only (Algorithm 1, lines 7-10: ``D`` holds the transitions with
         ``c = 0``). Each transition is stored once either way.
-    :param main_batch: Deprecated name of ``policy_batch`` (kept for one release, with a warning).
     :param violation_threshold: A transition violates the constraint when ``info["cost"]`` exceeds it.
     :param n_initial_states: Reset observations collected into ``D_0`` before learning (then one per episode).
     :param initial_state_batch_size: Batch size drawn from ``D_0``.
     :param rmsprop_kwargs: ``torch.optim.RMSprop`` settings (``alpha``, ``eps``, ...) of every RMSProp optimizer.
-    :param initial_state_buffer_size: Capacity of ``D_0``.
+
+    ``replay_buffer_kwargs`` takes the buffer's own settings: ``safety_buffer_size`` (capacity of ``D_s``) and
+    ``initial_state_buffer_size`` (capacity of ``D_0``, 10,000 by default).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {  # type: ignore[misc]
@@ -307,8 +363,6 @@ class SafeSACBase(OffPolicyAlgorithm):
     lagrangian_straight_through: bool = False
     #: Whether gSDE (``use_sde=True``) is accepted: SACLag and RCPOSAC, whose Lagrangian step leaves SAC's actor as it is.
     supports_sde: ClassVar[bool] = False
-    #: Upper end of nu's projection (MetaSACLag's nu_max; the paper's nu >= 0 only).
-    nu_max: float = math.inf
 
     def __init__(
         self,
@@ -328,14 +382,12 @@ class SafeSACBase(OffPolicyAlgorithm):
         gamma_c: float = 0.99,
         nu: float = 10.0,
         nu_learning_rate: float = 1e-2,
-        nu_optimizer: Literal["rmsprop", "sgd"] = "rmsprop",
         epsilon: float = 1.0,
         epsilon_max: float = 1.0,
         policy_batch: Literal["non_violating", "all"] = "all",
         violation_threshold: float = 0.0,
         n_initial_states: int = 32,
         initial_state_batch_size: int = 256,
-        initial_state_buffer_size: int = 10_000,
         rmsprop_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -348,14 +400,10 @@ class SafeSACBase(OffPolicyAlgorithm):
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
         optimize_memory_usage: bool = False,
-        main_batch: str | None = None,
         _init_setup_model: bool = True,
     ) -> None:
-        policy_batch = renamed_argument("main_batch", main_batch, "policy_batch", policy_batch)
         sde_asked = use_sde or bool((policy_kwargs or {}).get("use_sde", False))
         check_sac_only_arguments(type(self).__name__, replay_buffer_class, sde_asked, optimize_memory_usage, self.supports_sde)
-        if nu_optimizer not in NU_OPTIMIZERS:
-            raise ValueError(f"nu_optimizer must be one of {NU_OPTIMIZERS}, got {nu_optimizer!r}")
         super().__init__(
             policy,
             env,
@@ -390,25 +438,20 @@ class SafeSACBase(OffPolicyAlgorithm):
         self.gamma_c = float(gamma_c)
         self.initial_nu = float(nu)
         self.nu_learning_rate = float(nu_learning_rate)
-        self.nu_optimizer = nu_optimizer
         self.initial_epsilon = float(epsilon)
         self.epsilon_max = float(epsilon_max)
         self.n_initial_states = int(n_initial_states)
         self.initial_state_batch_size = int(initial_state_batch_size)
-        self.initial_state_buffer_size = int(initial_state_buffer_size)
         self.rmsprop_kwargs = dict(rmsprop_kwargs or {})
-        #: Saved with the model, so that ``load`` can say which algorithm a file belongs to.
+        #: Saved with the model, so that ``load`` can say which algorithm and version a file belongs to.
         self.algorithm = type(self).__name__
+        self.package_version = PACKAGE_VERSION
         self._warned_empty_non_violating = False
         if _init_setup_model:
             self._setup_model()
 
     # Set-up ---------------------------------------------------------------------------------------------------------
     def _setup_model(self) -> None:
-        # A model saved before the batch source was named policy_batch.
-        if "main_batch" in self.__dict__:
-            self.policy_batch = self.__dict__.pop("main_batch")
-            self.__dict__.pop("_warned_empty_main", None)
         # Here rather than in the constructor, so that load(), which sets the attributes from a file without the
         # constructor's arguments, goes through the same checks.
         check_arguments(
@@ -428,7 +471,6 @@ class SafeSACBase(OffPolicyAlgorithm):
             violation_threshold=self.violation_threshold,
             n_initial_states=self.n_initial_states,
             initial_state_batch_size=self.initial_state_batch_size,
-            initial_state_buffer_size=self.initial_state_buffer_size,
             rmsprop_kwargs=self.rmsprop_kwargs,
             replay_buffer_kwargs=self.replay_buffer_kwargs,
             stats_window_size=self._stats_window_size,
@@ -436,11 +478,7 @@ class SafeSACBase(OffPolicyAlgorithm):
         if self.replay_buffer_class in (None, ConstraintReplayBuffer, ConstraintDictReplayBuffer):
             # As SAC picks ReplayBuffer or DictReplayBuffer from the observation space.
             self.replay_buffer_class = constraint_buffer_class(self.observation_space)
-        self.replay_buffer_kwargs = {
-            "violation_threshold": self.violation_threshold,
-            "initial_state_buffer_size": self.initial_state_buffer_size,
-            **self.replay_buffer_kwargs,
-        }
+        self.replay_buffer_kwargs = {"violation_threshold": self.violation_threshold, **self.replay_buffer_kwargs}
         super()._setup_model()
         self._create_aliases()
         self.batch_norm_stats = get_parameters_by_name(self.critic, ["running_"])
@@ -452,8 +490,6 @@ class SafeSACBase(OffPolicyAlgorithm):
             self.rmsprop_kwargs,
             self.device,
             self.lagrangian_straight_through,
-            self.nu_max,
-            getattr(self, "nu_optimizer", "rmsprop"),  # absent from models saved before it existed
         )
         self.epsilon = th.tensor(self.initial_epsilon, device=self.device, requires_grad=True)
         self._setup_entropy()
@@ -645,44 +681,21 @@ class SafeSACBase(OffPolicyAlgorithm):
         reward and safety critics'. ``nu``, ``epsilon`` and Meta SAC-Lag's ``alpha`` have learning rates of their own."""
         return [self.actor.optimizer, self.critic.optimizer, self.safety_critic.optimizer]
 
-    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        self.policy.set_training_mode(True)
-        self._update_learning_rate(self._scheduled_optimizers())
-        if self.policy_batch == "non_violating" and self.replay_buffer.non_violating_size() == 0:
-            if not self._warned_empty_non_violating:
-                warnings.warn(
-                    "Every transition collected so far violates the constraint: the reward critic and the actor wait."
-                )
-                self._warned_empty_non_violating = True
-            return
-        logs: dict[str, list[th.Tensor]] = {}
-        for gradient_step in range(gradient_steps):
-            replay_data = self.sample_policy_batch(batch_size)
-            if self.use_sde:  # as SAC: a new gSDE noise matrix for each gradient step
-                self.actor.reset_noise()
-            # The safety critics learn from D u D_s; so do the reward critics with policy_batch="all": one batch, and one
-            # pass of the actor for the next actions of both targets (the actor does not change between steps 1 and 2).
-            shared = self.policy_batch == "all"
-            safety_data = replay_data if shared else self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            with th.no_grad():
-                next_policy = self.actor.action_log_prob(safety_data.next_observations)
-            values = {
-                "safety_critic_loss": self._train_safety_critic(safety_data, next_policy[0]),  # step 1
-                "critic_loss": self._train_critic(replay_data, next_policy if shared else None),  # step 2
-                **self._update_actor_and_multipliers(replay_data),  # steps 3-7, algorithm specific
-            }
-            for key, value in values.items():
-                logs.setdefault(key, []).append(value.detach())
-            if gradient_step % self.target_update_interval == 0:
-                self._polyak_update_targets()
-        self._n_updates += gradient_steps
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        means = th.stack([th.stack(values).float().mean() for values in logs.values()]).cpu().numpy()
-        for key, value in zip(logs, means):
-            self.logger.record(f"train/{key}", float(value))
-        self.logger.record("train/ent_coef", float(self.alpha.item()))
-        self.logger.record("train/nu", self.lagrangian.value)
-        self.logger.record("train/epsilon", float(self.epsilon.item()))
+    def _policy_batch_empty(self) -> bool:
+        """True (with a warning, once) while ``policy_batch="non_violating"`` has no non-violating transition to draw."""
+        if self.policy_batch != "non_violating" or self.replay_buffer.non_violating_size() > 0:
+            return False
+        if not self._warned_empty_non_violating:
+            warnings.warn("Every transition collected so far violates the constraint: the reward critic and the actor wait.")
+            self._warned_empty_non_violating = True
+        return True
+
+    def sample_policy_batch(self, batch_size: int) -> ConstraintReplayBufferSamples:
+        """A batch ``B`` (or ``B'``) for the reward critics and the actor: from every transition (``policy_batch="all"``)
+        or from the non-violating ones (``"non_violating"``)."""
+        if self.policy_batch == "all":
+            return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        return self.replay_buffer.sample_non_violating(batch_size, env=self._vec_normalize_env)
 
     def _polyak_update_targets(self) -> None:
         """Polyak-update both target critics (SB3's ``polyak_update``, as two foreach ops over all their parameters:
@@ -697,57 +710,18 @@ class SafeSACBase(OffPolicyAlgorithm):
             th._foreach_add_(targets, sources, alpha=self.tau)
         polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
 
-    def sample_policy_batch(self, batch_size: int) -> ConstraintReplayBufferSamples:
-        """A batch ``B`` (or ``B'``) for the reward critics and the actor: from every transition (``policy_batch="all"``)
-        or from the non-violating ones (``"non_violating"``)."""
-        if self.policy_batch == "all":
-            return self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-        return self.replay_buffer.sample_non_violating(batch_size, env=self._vec_normalize_env)
-
-    def sample_main_batch(self, batch_size: int) -> ConstraintReplayBufferSamples:
-        """Deprecated name of :meth:`sample_policy_batch` (kept for one release)."""
-        warnings.warn("sample_main_batch() was renamed sample_policy_batch()", DeprecationWarning, stacklevel=2)
-        return self.sample_policy_batch(batch_size)
-
-    def _train_safety_critic(self, data: ConstraintReplayBufferSamples, next_actions: th.Tensor) -> th.Tensor:
-        """Step 1: twin safety critics on ``D u D_s``, Eq. 2 target with the ``max`` of the target critics
-        (``next_actions``: the actor's actions at ``data.next_observations``)."""
-        with th.no_grad():
-            next_qc = th.cat(self.safety_critic_target(data.next_observations, next_actions), dim=1).amax(dim=1, keepdim=True)
-            target = data.violations + self.gamma_c * (1 - data.violations) * (1 - data.dones) * next_qc
-        current = self.safety_critic(data.observations, data.actions)
-        loss = 0.5 * sum(F.mse_loss(q, target) for q in current)
-        assert isinstance(loss, th.Tensor)
-        self.safety_critic.optimizer.zero_grad()
-        loss.backward()
-        self.safety_critic.optimizer.step()
-        return loss
-
-    def _train_critic(
-        self, data: ConstraintReplayBufferSamples, next_policy: tuple[th.Tensor, th.Tensor] | None = None
-    ) -> th.Tensor:
-        """Step 2: twin reward critics on ``B`` (see ``policy_batch``), SAC's soft target with the ``min`` of the target
-        critics (Eq. 5). ``next_policy``: the actor's actions and log-probabilities at ``data.next_observations``, if
-        already drawn."""
-        with th.no_grad():
-            alpha = self.alpha
-            if next_policy is None:
-                next_policy = self.actor.action_log_prob(data.next_observations)
-            next_actions, next_log_prob = next_policy
-            next_q = th.cat(self.critic_target(data.next_observations, next_actions), dim=1).amin(dim=1, keepdim=True)
-            next_q = next_q - alpha * next_log_prob.reshape(-1, 1)
-            target = data.rewards + (1 - data.dones) * self.gamma * next_q
-        current = self.critic(data.observations, data.actions)
-        loss = 0.5 * sum(F.mse_loss(q, target) for q in current)
-        assert isinstance(loss, th.Tensor)
-        self.critic.optimizer.zero_grad()
-        loss.backward()
-        self.critic.optimizer.step()
-        return loss
-
-    def _update_actor_and_multipliers(self, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
-        """Update the actor, ``nu``, and - depending on the algorithm - ``epsilon`` and ``alpha``. Returns values to log."""
-        raise NotImplementedError
+    def _record_train_logs(self, gradient_steps: int, logs: dict[str, list[th.Tensor]]) -> None:
+        """Log the means over this call's gradient steps (one transfer from the device), ``n_updates`` and the current
+        ``alpha`` (as ``train/ent_coef``, SB3's name), ``nu`` and ``epsilon``."""
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        if logs:
+            means = th.stack([th.stack(values).float().mean() for values in logs.values()]).cpu().numpy()
+            for key, value in zip(logs, means):
+                self.logger.record(f"train/{key}", float(value))
+        self.logger.record("train/ent_coef", float(self.alpha.item()))
+        self.logger.record("train/nu", self.lagrangian.value)
+        self.logger.record("train/epsilon", float(self.epsilon.item()))
 
     def twin_q_values(self, observations: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Reward and safety critic values, one column per twin: two tensors of shape ``(batch, n_critics)``."""
@@ -765,35 +739,6 @@ class SafeSACBase(OffPolicyAlgorithm):
         RCPO variants override it with the penalised critic ``min_j (Qr_j - nu * Qc_j)``.
         """
         return qr.amin(dim=1, keepdim=True) - nu * qc.amax(dim=1, keepdim=True)
-
-    # SAC v2 temperature (target entropy), for the algorithms that do not meta-learn alpha --------------------------------
-    def _setup_sac_v2_temperature(self, ent_coef: str | float, target_entropy: str | float) -> None:
-        """``alpha`` as in SAC v2 (Haarnoja et al. 2019): ``"auto"`` (or ``"auto_<init>"``) learns it towards the target
-        entropy (``"auto"``: ``-dim(A)``); a float keeps it fixed."""
-        self.target_entropy = (
-            float(-np.prod(self.action_space.shape)) if target_entropy == "auto" else float(target_entropy)  # type: ignore[arg-type]
-        )
-        self.ent_coef_optimizer: th.optim.Optimizer | None = None
-        if isinstance(ent_coef, str):
-            if not ent_coef.startswith("auto"):
-                raise ValueError(f"ent_coef must be a float, 'auto' or 'auto_<initial value>', got {ent_coef!r}")
-            initial = float(ent_coef.split("_")[1]) if "_" in ent_coef else 1.0
-            check_range("initial ent_coef", initial, 0.0, math.inf, low_open=True)
-            self.log_ent_coef = th.tensor(math.log(initial), device=self.device, requires_grad=True)
-            self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1))
-        else:
-            check_range("ent_coef", float(ent_coef), 0.0, math.inf, low_open=True)
-            self.log_ent_coef = th.tensor(math.log(float(ent_coef)), device=self.device)
-
-    def _sac_v2_temperature_step(self, log_prob: th.Tensor) -> th.Tensor | None:
-        """One step of SAC v2's temperature loss ``-log alpha * (log pi + target entropy)``; returns the loss."""
-        if self.ent_coef_optimizer is None:
-            return None
-        loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
-        self.ent_coef_optimizer.zero_grad()
-        loss.backward()
-        self.ent_coef_optimizer.step()
-        return loss
 
     # Saving ---------------------------------------------------------------------------------------------------------
     def _excluded_save_params(self) -> list[str]:
@@ -839,6 +784,18 @@ class SafeSACBase(OffPolicyAlgorithm):
         if saved is not None and saved != cls.__name__:
             where = "stable_baselines3's SAC" if saved == "SAC" else saved
             raise ValueError(f"{path} was saved by {where}: load it with that class's load(), not {cls.__name__}.load()")
+        version = saved_version(path)
+        if saved is not None and version != PACKAGE_VERSION:
+            made_by = (
+                "a development version of sb3-metasaclag from before the 0.1.0 release (it records no version)"
+                if version is None
+                else f"sb3-metasaclag {version}"
+            )
+            raise ValueError(
+                f"{_resolve(path, '.zip')} was saved by {made_by}; this is sb3-metasaclag {PACKAGE_VERSION}, which "
+                "reads the files of its own version only: train the model again (or load it with the version that "
+                "saved it)"
+            )
         return super().load(path, env=env, device=device, **kwargs)  # type: ignore[return-value]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -862,10 +819,5 @@ class SafeSACBase(OffPolicyAlgorithm):
             ) from error
         if not isinstance(buffer, ConstraintReplayBuffer):
             raise TypeError(f"{resolved} holds a {type(buffer).__name__}, not a pickled ConstraintReplayBuffer")
-        if not hasattr(buffer, "costs"):
-            raise TypeError(
-                "This replay buffer was saved by a development version of sb3-metasaclag from before the buffer became an SB3 "
-                "ReplayBuffer (separate D and D_s stores); this version cannot read it: collect the transitions again"
-            )
         buffer.device = self.device
         self.replay_buffer = buffer

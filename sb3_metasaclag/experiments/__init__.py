@@ -1,7 +1,8 @@
-"""Grids of training runs on any number of processes or machines, and the paper's figures from them (issue 13).
+"""Grids of training runs on any number of processes or machines, and the paper's figures from them.
 
     python -m sb3_metasaclag.experiments run --algos metasaclag saclag sac --envs SafeNavigation2DSoft-v0 \
         --seeds 0 1 2 --steps 20000 --storage sqlite:///runs/exp.db --study nav --workers 2 --log-dir runs/exp
+    python -m sb3_metasaclag.experiments run --grid experiments/outer_loop.yml --storage sqlite:///runs/ol.db --study ol
     python -m sb3_metasaclag.experiments plot --storage sqlite:///runs/exp.db --study nav --out runs/exp/figures
 
 Each run is configured as ``python -m rl_zoo3.train`` configures it and logs in RL Zoo's layout; the grid lives in an
@@ -15,6 +16,7 @@ from sb3_metasaclag.experiments.grid import (
     GridCell,
     completed_runs,
     grid_cells,
+    grid_file_cells,
     open_storage,
     run_cell,
     run_grid,
@@ -28,6 +30,7 @@ __all__ = [
     "GridCell",
     "completed_runs",
     "grid_cells",
+    "grid_file_cells",
     "open_storage",
     "plot_runs",
     "run_cell",

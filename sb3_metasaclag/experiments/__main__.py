@@ -10,6 +10,7 @@ from sb3_metasaclag.experiments.grid import (
     Contender,
     completed_runs,
     grid_cells,
+    grid_file_cells,
     load_study,
     open_storage,
     parse_assignments,
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a contender under a label of its own with its own hyperparameters, e.g. "
         "--contender metasaclag-paper metasaclag outer_rule=paper (repeatable)",
     )
-    run.add_argument("--envs", nargs="+", required=True)
+    run.add_argument("--grid", default=None, help="a grid file (YAML, e.g. experiments/outer_loop.yml) instead of the options")
+    run.add_argument("--envs", nargs="+", default=[])
     run.add_argument("--seeds", nargs="+", type=int, default=[0])
     run.add_argument("--steps", type=int, default=None, help="training budget (default: n_timesteps of the yml file)")
     run.add_argument("--storage", required=True, help="sqlite:///runs/exp.db, postgresql://user@host/db, ...")
@@ -72,7 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "run":
+        if args.command == "run" and args.grid is not None:
+            if args.algos or args.contender or args.envs:
+                raise ValueError("--grid describes the contenders and environments: give --grid or --algos / --envs")
+            cells = grid_file_cells(args.grid)
+        elif args.command == "run":
+            if not args.envs:
+                raise ValueError("Give the environments (--envs) or a grid file (--grid)")
             cells = grid_cells(
                 _contenders(args.algos, args.contender),
                 args.envs,
@@ -84,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 eval_episodes=args.eval_episodes,
                 final_eval_episodes=args.final_eval_episodes,
             )
+        if args.command == "run":
             result = run_grid(
                 cells,
                 args.storage,

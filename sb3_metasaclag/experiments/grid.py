@@ -32,6 +32,7 @@ __all__ = [
     "GridCell",
     "enqueue_grid",
     "grid_cells",
+    "grid_file_cells",
     "open_storage",
     "parse_assignments",
     "run_cell",
@@ -50,6 +51,8 @@ OUTCOME_KEYS = (
     "final_epsilon",
     "final_alpha",
     "final_nu",
+    "epsilon_range_last_quarter",
+    "greedy_distance",
     "wall_seconds",
     "steps_per_second",
 )
@@ -163,6 +166,69 @@ def grid_cells(
                         final_eval_episodes=int(final_eval_episodes),
                     )
                 )
+    return cells
+
+
+#: Keys of a grid file's block, with the defaults of the command line.
+GRID_KEYS = (
+    "contenders",
+    "envs",
+    "seeds",
+    "steps",
+    "params",
+    "env_kwargs",
+    "eval_freq",
+    "eval_episodes",
+    "final_eval_episodes",
+)
+
+
+def grid_file_cells(path: str) -> list[GridCell]:
+    """The cells of a grid file (YAML): one block, or a list of blocks under ``grids`` (e.g. one per budget). A block has
+    the command line's settings: ``contenders`` (a list of ``{label, algo, params}``; ``label`` defaults to ``algo``),
+    ``envs``, ``seeds`` (default ``[0]``), ``steps``, ``params`` (for every contender), ``env_kwargs``, ``eval_freq``,
+    ``eval_episodes``, ``final_eval_episodes``."""
+    import yaml
+
+    try:
+        with open(path) as file:
+            content = yaml.safe_load(file)
+    except OSError as error:
+        raise ValueError(f"Cannot read the grid file {path}: {error}") from error
+    except yaml.YAMLError as error:
+        raise ValueError(f"The grid file {path} is not valid YAML: {error}") from error
+    blocks = content.get("grids", [content]) if isinstance(content, dict) else None
+    if not blocks or not all(isinstance(block, dict) for block in blocks):
+        raise ValueError(f"The grid file {path} must hold a mapping (one grid) or a list of mappings under 'grids'")
+    cells: list[GridCell] = []
+    for number, block in enumerate(blocks, 1):
+        where = f"{path}, grid {number}"
+        unknown = sorted(set(block) - set(GRID_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {unknown}; a grid has {list(GRID_KEYS)}")
+        if not block.get("contenders") or not block.get("envs"):
+            raise ValueError(f"{where}: give 'contenders' and 'envs'")
+        contenders = []
+        for spec in block["contenders"]:
+            if not isinstance(spec, dict) or "algo" not in spec or set(spec) - {"label", "algo", "params"}:
+                raise ValueError(f"{where}: a contender is a mapping with 'algo' (and 'label', 'params'), got {spec!r}")
+            contenders.append(
+                Contender(str(spec.get("label", spec["algo"])), str(spec["algo"]), dict(spec.get("params") or {}))
+            )
+        labels = [contender.label for contender in contenders]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"{where}: contender labels must differ, got {labels}")
+        cells += grid_cells(
+            contenders,
+            list(block["envs"]),
+            list(block.get("seeds", [0])),
+            steps=block.get("steps"),
+            params=dict(block.get("params") or {}),
+            env_kwargs=dict(block.get("env_kwargs") or {}),
+            eval_freq=int(block.get("eval_freq", 2_000)),
+            eval_episodes=int(block.get("eval_episodes", 10)),
+            final_eval_episodes=int(block.get("final_eval_episodes", 30)),
+        )
     return cells
 
 
@@ -400,6 +466,7 @@ def run_cell(cell: GridCell, log_dir: str, progress: Any = None, verbose: int = 
         final = {key: math.nan for key in ("return", "success", "violation", "cost")}
     values = outer_values(model)
     violations = np.asarray(history.history["violations"])
+    late = _last_quarter(os.path.join(manager.save_path, "outer_values.csv"), "epsilon", model.num_timesteps)
     outcome.update(
         eval_return=final["return"],
         eval_success=final["success"],
@@ -410,10 +477,44 @@ def run_cell(cell: GridCell, log_dir: str, progress: Any = None, verbose: int = 
         final_epsilon=values["epsilon"],
         final_alpha=values["alpha"],
         final_nu=values["nu"],
+        epsilon_range_last_quarter=(max(late) - min(late)) if late else math.nan,
+        greedy_distance=greedy_distance(_NormalizedPolicy(model), cell.env, cell.env_kwargs, cell.final_eval_episodes),
         wall_seconds=round(wall, 2),
         steps_per_second=round(model.num_timesteps / wall, 2) if wall > 0 else math.nan,
     )
     return outcome
+
+
+def _last_quarter(path: str, column: str, total: int) -> list[float]:
+    """The finite values of ``column`` in a CSV of the run (``timestep`` first) recorded in the last quarter of ``total``
+    environment steps."""
+    import csv
+
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    values = [float(row[column]) for row in rows if float(row["timestep"]) >= 0.75 * total]
+    return [value for value in values if math.isfinite(value)]
+
+
+def greedy_distance(policy: Any, env_id: str, env_kwargs: dict[str, Any], n_episodes: int, seed: int = 10_000) -> float:
+    """Mean distance of the deterministic action to the task's constrained optimum ``a*``, over ``n_episodes`` reset
+    observations, for tasks that know ``a*`` in closed form (the bandits' ``constrained_optimum``); NaN for the others."""
+    import gymnasium as gym
+    import numpy as np
+
+    env = gym.make(env_id, **env_kwargs)
+    if not hasattr(env.unwrapped, "constrained_optimum") or n_episodes < 1:
+        env.close()
+        return math.nan
+    distances = []
+    for episode in range(n_episodes):
+        observation, _ = env.reset(seed=seed + episode)
+        action, _ = policy.predict(observation, deterministic=True)
+        distances.append(abs(float(np.clip(np.asarray(action).ravel()[0], -1, 1)) - env.unwrapped.constrained_optimum))
+    env.close()
+    return float(np.mean(distances))
 
 
 class _NormalizedPolicy:

@@ -20,6 +20,8 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("final epsilon", "final_epsilon", ".3f"),
     ("final alpha", "final_alpha", ".2g"),
     ("final nu", "final_nu", ".2f"),
+    ("epsilon range, last quarter", "epsilon_range_last_quarter", ".3f"),
+    ("greedy distance to a*", "greedy_distance", ".3f"),
     ("minutes", "wall_seconds", ".1f"),
     ("env steps/s", "steps_per_second", ".0f"),
 )
@@ -49,7 +51,9 @@ def summary_table(runs: Sequence[dict[str, Any]]) -> str:
         "",
         "Mean ± standard deviation over seeds. Final evaluation: deterministic policy, fixed seeds (violation rate: share "
         "of episodes with at least one violating step). Training violating episodes: episodes with a violating step, "
-        "summed over training. `epsilon`, `alpha`, `nu` at the end of training (`-`: the algorithm has none).",
+        "summed over training. `epsilon`, `alpha`, `nu` at the end of training (`-`: the algorithm has none); `epsilon`'s "
+        "range over the last quarter of training; the greedy action's mean distance to the constrained optimum `a*` on "
+        "tasks that know it in closed form (the bandits).",
     ]
     by_env: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:

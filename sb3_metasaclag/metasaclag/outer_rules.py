@@ -5,37 +5,14 @@ are the rule's own settings (its class's parameters). Every rule object has the 
 
 - ``settings``: the values it gives the model's outer-loop attributes (``meta_interval``, ``epsilon_objective``, ...),
   set on the model by :meth:`~OuterRule.apply`;
-- ``setup(model)``: the optimizers of ``epsilon`` and ``alpha`` (and, for the survival rule, its multiplier);
-- ``outer_step(model, step)`` for the meta-gradient rules (``"paper"``, ``"averaged"``): how one gradient step's
-  meta-gradients move ``epsilon`` and ``alpha``; ``train_step(model, replay_data)`` for the survival rule, which
-  computes its own signal.
+- ``setup(model)``: the optimizers of ``epsilon`` and ``alpha``;
+- ``outer_step(model, step)``: how one gradient step's meta-gradients
+  (:class:`~sb3_metasaclag.metasaclag.metasaclag.MetaStep`) move ``epsilon`` and ``alpha``.
 
 :class:`PaperRule` (``"paper"``) is Algorithm 1 as written; :class:`AveragedRule` (``"averaged"``, the default, ours)
-averages the meta-gradients and steps by their signs.
-
-:class:`SurvivalRule` (``"survival"``, ours) is built on one observation: the paper's ``epsilon`` objective (Eq. 14,
-``J_eps = nu J_c - J_r`` with ``nu`` held fixed) has a zero derivative at the inner equilibrium for every ``epsilon``
-(sensitivity theorem: ``dJ_r*/d epsilon = nu*``), so it cannot say where the threshold belongs. An objective that
-prefers one threshold must import an exchange rate between return and violation. The survival objective does so with
-the one a violation-terminated task already has: a violation costs the value still to come. Measured above a baseline
-``b`` (the lowest value the reward critics have reported, at most 0), so that the weight of survival stays positive
-when rewards are negative (the flaw of Eq. 16's negative branch),
-
-    J_surv = E_{s0} [ (Qr(s0, a) - b) * (1 - Qc(s0, a)) ]      (Eq. 16's positive branch, shifted by b)
-
-the expected value of an episode from its initial states, where a violation counts as the worst outcome. It has an
-interior maximum over ``epsilon`` (docs/reproduction.md has the closed forms). Two ways to climb it:
-
-- ``form="unrolled"`` (default): ``d J_surv / d epsilon`` through the actor's inner step, as the paper's closed-form
-  meta-gradient (``epsilon -> nu' -> phi'``), with ``J_surv`` evaluated at the deterministic action of ``phi'`` (the
-  action the deployed policy takes, as Eq. 15 does for ``alpha``);
-- ``form="implicit"``: the equilibrium derivative ``nu (1 - J_c) - (J_r - b)`` from the interval's means of ``nu``,
-  ``J_r`` and ``J_c`` at initial states under the stochastic policy (no pass through ``phi'``).
-
-Both are averaged over ``interval`` gradient steps and step ``epsilon`` by Rprop (only the sign counts; the step grows
-by 1.2 while it repeats and halves when it flips). ``nu`` is a PI controller on ``J_c`` at initial states
-(:class:`~sb3_metasaclag.common.lagrangian.PIDLagrangeMultiplier`), ``alpha`` follows SAC v2's target entropy
-``-dim(A)`` (not a meta-gradient: Eq. 15's greedy one-step objective drives ``alpha`` down without end).
+averages the meta-gradients and steps by their signs. Why neither can settle ``epsilon`` by its meta-gradient (Eq. 14
+has a zero derivative at the inner equilibrium), and the candidates screened to replace them, is on the research pages
+(``docs/reproduction.md``).
 """
 
 from __future__ import annotations
@@ -48,15 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch as th
 
-from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop, triple_dot
-from sb3_metasaclag.common.lagrangian import PIDLagrangeMultiplier
+from sb3_metasaclag.common.diff_optim import DifferentiableRMSprop
 from sb3_metasaclag.common.safe_sac import check_range
 
 if TYPE_CHECKING:
-    from sb3_metasaclag.common.buffers import ConstraintReplayBufferSamples
     from sb3_metasaclag.metasaclag.metasaclag import MetaSACLag
 
-SURVIVAL_FORMS = ("blend", "unrolled", "implicit")
 EPSILON_OBJECTIVES = ("linear", "nonlinear")
 CONSTRAINT_STATES = ("batch", "initial")
 NU_DERIVATIVES = ("projected", "straight_through")
@@ -268,11 +242,6 @@ class AveragedRule(OuterRule):
         )
 
     def setup(self, model: MetaSACLag) -> None:
-        if model.meta_interval % model.meta_gradient_every:
-            raise ValueError(
-                f"meta_interval ({model.meta_interval}) must be a multiple of meta_gradient_every "
-                f"({model.meta_gradient_every}): each interval averages the same number of meta-gradients"
-            )
         floor, ceiling = model.entropy_floor, model.entropy_ceiling
         if floor is not None and ceiling is not None and floor >= ceiling:
             raise ValueError(f"max_entropy ({ceiling}) must lie above the entropy floor min_entropy ({floor})")
@@ -295,7 +264,7 @@ class AveragedRule(OuterRule):
             if step.inner.safety_value is not None:
                 sums["safety"] += step.inner.safety_value
         model._meta_count += 1
-        if model._meta_count >= model.meta_interval // model.meta_gradient_every:
+        if model._meta_count >= model.meta_interval:
             self.interval_step(model)
 
     def interval_step(self, model: MetaSACLag) -> None:
@@ -335,218 +304,11 @@ class AveragedRule(OuterRule):
         model._meta_count = 0
 
 
-def survival_objective(qr: th.Tensor, qc: th.Tensor, baseline: th.Tensor | float) -> th.Tensor:
-    """``mean((Qr - b) * (1 - Qc))`` with ``Qc`` clipped to ``[0, 1]`` (a discounted probability of a violation)."""
-    return ((qr - baseline) * (1.0 - qc.clamp(0.0, 1.0))).mean()
-
-
-def implicit_survival_gradient(nu: float, reward_value: float, safety_value: float, baseline: float) -> float:
-    """``d J_surv / d epsilon`` at the inner equilibrium, ``J_surv = (J_r - b)(1 - J_c)`` with the constraint active:
-    ``dJ_r/d epsilon = nu`` (sensitivity theorem) and ``dJ_c/d epsilon = 1`` give ``nu (1 - J_c) - (J_r - b)``."""
-    return nu * (1.0 - safety_value) - (reward_value - baseline)
-
-
-def exchange_rate(reward_value: th.Tensor, safety_value: th.Tensor, baseline: th.Tensor | float) -> th.Tensor:
-    """``J_surv``'s price of a unit of ``J_c`` in units of ``J_r``: ``(J_r - b) / (1 - J_c)``, with ``1 - J_c`` kept
-    at least 1e-3 (``J_c`` clipped to ``[0, 1]`` as in :func:`survival_objective`)."""
-    survival = (1.0 - safety_value.clamp(0.0, 1.0)).clamp_min(1e-3)
-    return (reward_value - baseline).clamp_min(0.0) / survival
-
-
-class SurvivalRule:
-    """The survival rule (ours): ``epsilon`` climbs ``J_surv`` (see the module docstring), ``nu`` is a PI controller
-    on ``J_c`` at initial states, ``alpha`` follows SAC v2's target entropy.
-
-    :param form: ``"unrolled"`` (the meta-gradient through the actor's inner step, at the deterministic action) or
-        ``"implicit"`` (the equilibrium derivative from running means).
-    :param interval: Gradient steps whose ``epsilon`` signals are averaged before one outer step.
-    :param learning_rate: Rprop's initial step of ``epsilon``.
-    :param step_bounds: Rprop's smallest and largest step, as multiples of ``learning_rate``.
-    :param deployment_noise: Standard deviation of the Gaussian noise added to the deterministic action (actions scaled
-        to ``[-1, 1]``) where the unrolled form evaluates ``J_surv``: the deployed action as a real actuator executes it.
-        Without it the best deployed action of a task whose violations are decided by the action itself (a bandit)
-        lies on the learned edge of ``Qc``, where half of the seeds end just over the limit.
-    :param kp: Proportional gain of ``nu``'s controller.
-    :param ki: Integral gain of ``nu``'s controller.
-    :param exchange_cap: Cap ``nu`` (and its integral) at ``J_surv``'s own price of a unit of ``J_c``,
-        ``(J_r - b) / (1 - J_c)`` at initial states: the actor's gradient of ``J_surv`` is ``(1 - J_c)`` times that
-        of the Lagrangian with this ``nu``, so a larger ``nu`` buys safety the objective does not value, and the
-        integral cannot wind up where ``J_c`` stays above ``epsilon``.
-    """
-
-    name = "survival"
-    settings: dict[str, Any] = dict(
-        epsilon_objective="survival",
-        constraint_states="initial",
-        nu_derivative="straight_through",
-        meta_interval=1,
-        alpha_max_grad_norm=None,
-        epsilon_band=None,
-        min_entropy=None,
-        max_entropy=None,
-        outer_step_bounds=None,
-        epsilon_learning_rate=None,
-        alpha_learning_rate=None,
-    )
-
-    def apply(self, model: MetaSACLag) -> None:
-        """Set the rule's settings on the model (what the model's logs and checks read)."""
-        for key, value in {**self.settings, "meta_interval": self.interval}.items():
-            setattr(model, key, value)
-        model.lagrangian_straight_through = True
-
-    def __init__(
-        self,
-        form: str = "blend",
-        interval: int = 20,
-        learning_rate: float = 1e-2,
-        step_bounds: tuple[float, float] = (1e-3, 5.0),
-        deployment_noise: float = 0.03,
-        kp: float = 5.0,
-        ki: float = 0.05,
-        exchange_cap: bool = False,
-    ) -> None:
-        if form not in SURVIVAL_FORMS:
-            raise ValueError(f"form must be one of {SURVIVAL_FORMS}, got {form!r}")
-        if isinstance(interval, bool) or int(interval) != interval or interval < 1:
-            raise ValueError(f"interval must be a whole number of gradient steps >= 1, got {interval!r}")
-        if not (0 < learning_rate < math.inf):
-            raise ValueError(f"learning_rate must lie in (0, inf), got {learning_rate}")
-        if len(step_bounds) != 2 or not (0 < step_bounds[0] <= step_bounds[1] < math.inf):
-            raise ValueError(f"step_bounds must be a pair 0 < smallest <= largest < inf, got {step_bounds!r}")
-        if not 0 <= deployment_noise < math.inf:
-            raise ValueError(f"deployment_noise must lie in [0, inf), got {deployment_noise}")
-        if not kp >= 0:
-            raise ValueError(f"kp must be >= 0, got {kp}")
-        if not ki > 0:
-            raise ValueError(f"ki must be > 0, got {ki}")
-        self.form = form
-        self.interval = int(interval)
-        self.learning_rate = float(learning_rate)
-        self.step_bounds = (float(step_bounds[0]), float(step_bounds[1]))
-        self.deployment_noise = float(deployment_noise)
-        self.kp, self.ki = float(kp), float(ki)
-        self.exchange_cap = bool(exchange_cap)
-        self.baseline: th.Tensor | float = 0.0  # b: the lowest reward value seen, at most 0
-        self._sums: dict[str, th.Tensor | float] = dict.fromkeys(("epsilon", "epsilon_square", "nu", "reward", "safety"), 0.0)
-        self._count = 0
-
-    # Set-up ---------------------------------------------------------------------------------------------------------
-    def setup(self, model: MetaSACLag) -> None:
-        """Replace the model's multiplier by the PI controller and create the optimizers of ``epsilon`` and ``alpha``."""
-        model.lagrangian = PIDLagrangeMultiplier(  # type: ignore[assignment]
-            model.initial_nu, self.kp, self.ki, model.device, model.nu_max
-        )
-        low, high = self.step_bounds
-        model.epsilon_optimizer = th.optim.Rprop(
-            [model.epsilon],
-            lr=self.learning_rate,
-            step_sizes=(low * self.learning_rate, high * self.learning_rate),
-            maximize=True,
-        )
-        model.epsilon_rmsprop = None
-        model._setup_sac_v2_temperature(f"auto_{model.initial_alpha}" if model.learn_alpha else model.initial_alpha, "auto")
-
-    # One gradient step (Algorithm 1, lines 15-20, with this rule's outer step) ---------------------------------------
-    def train_step(self, model: MetaSACLag, replay_data: ConstraintReplayBufferSamples) -> dict[str, th.Tensor]:
-        initial = model.replay_buffer.sample_initial_states(model.initial_state_batch_size, env=model._vec_normalize_env)
-        observations = replay_data.observations
-        epsilon = model.epsilon.detach()
-        alpha = model.alpha.detach()
-        # What the inner steps start from: the actor's actions on B, both critics there, J_r and J_c at initial states.
-        actions, log_prob = model.actor.action_log_prob(observations)
-        qr, qc = model.twin_q_values(observations, actions)
-        reward_term, safety_term = qr.amin(dim=1).mean(), qc.amax(dim=1).mean()
-        with th.no_grad():
-            initial_actions, _ = model.actor.action_log_prob(initial)
-            initial_qr, initial_qc = model.q_values(initial, initial_actions)
-            reward_value, safety_value = initial_qr.mean(), initial_qc.mean()
-            lowest = qr.amin(dim=1).min()
-            self.baseline = th.minimum(lowest, th.as_tensor(self.baseline, dtype=lowest.dtype, device=lowest.device))
-        # Inner step of nu (PI controller on J_c at initial states), then of the actor (Eq. 11).
-        new_nu, integral, dnu_depsilon = model.lagrangian.step_with_derivative(safety_value, epsilon)
-        if self.exchange_cap:
-            cap = exchange_rate(reward_value, safety_value, self.baseline)
-            new_nu, integral = th.minimum(new_nu, cap), th.minimum(integral, cap)
-        entropy_term = log_prob.mean()
-        params = model.actor_rmsprop.params
-        grad_c = th.autograd.grad(safety_term, params, retain_graph=True)
-        grad_r = th.autograd.grad(reward_term, params, retain_graph=True)
-        grad_a = th.autograd.grad(entropy_term, params)
-        grads = [alpha * a - (r - new_nu * c) for a, r, c in zip(grad_a, grad_r, grad_c)]
-        logs: dict[str, th.Tensor] = {}
-        with th.no_grad():
-            new_params, actor_state = model.actor_rmsprop.step(grads)
-        if model.learn_epsilon and self.form != "implicit":
-            with th.no_grad():
-                dparams_dgrads = model.actor_rmsprop.step_derivative(grads)
-            leaves = [param.detach().requires_grad_(True) for param in new_params]
-            deployed = model.actor_with(leaves, initial, deterministic=True)
-            if self.deployment_noise > 0:
-                deployed = (deployed + self.deployment_noise * th.randn_like(deployed)).clamp(-1.0, 1.0)
-            objective = survival_objective(*model.q_values(initial, deployed), self.baseline)
-            d_params = th.autograd.grad(objective, leaves, allow_unused=True)
-            signal = triple_dot(d_params, dparams_dgrads, grad_c) * dnu_depsilon
-            self._add("epsilon", signal)
-            self._add("epsilon_square", signal.double() ** 2)
-            logs["epsilon_objective"] = objective.detach()
-            logs["epsilon_meta_grad"] = signal.detach()
-        # alpha: SAC v2's temperature loss on the same log-probabilities.
-        ent_coef_loss = model._sac_v2_temperature_step(log_prob)
-        if ent_coef_loss is not None:
-            logs["ent_coef_loss"] = ent_coef_loss.detach()
-        # Commit the inner steps.
-        model.actor_rmsprop.commit(new_params, actor_state)
-        model.lagrangian.commit(new_nu, integral)
-        self._add("nu", new_nu)
-        self._add("reward", reward_value)
-        self._add("safety", safety_value)
-        self._count += 1
-        if self._count >= self.interval:
-            self.outer_step(model)
-        logs.update(
-            actor_loss=(alpha * entropy_term - reward_term + new_nu * safety_term).detach(),
-            entropy=-entropy_term.detach(),
-            safety_value=safety_value,
-            nu_clipped=(new_nu <= 0).float(),
-        )
-        return logs
-
-    def _add(self, key: str, value: th.Tensor) -> None:
-        """Add a step's value to the interval's sum, in float64 and on the value's device (no transfer per step)."""
-        self._sums[key] = self._sums[key] + value.detach().double()
-
-    def epsilon_signal(self) -> float:
-        """The interval's ``d J_surv / d epsilon``: the mean unrolled meta-gradient, or the equilibrium derivative."""
-        count = float(self._count)
-        means = {key: float(value) / count for key, value in self._sums.items()}
-        unrolled = means["epsilon"]
-        if self.form == "unrolled":
-            return unrolled
-        implicit = implicit_survival_gradient(means["nu"], means["reward"], means["safety"], float(self.baseline))
-        if self.form == "implicit":
-            return implicit
-        # blend: the unrolled mean where it stands out of its own noise (|t| >= 1), else the equilibrium derivative.
-        variance = max(means["epsilon_square"] - unrolled**2, 0.0)
-        return unrolled if unrolled**2 * count >= variance else implicit
-
-    def outer_step(self, model: MetaSACLag) -> None:
-        """One Rprop ascent step of ``epsilon`` on the interval's signal, clipped to ``[0, epsilon_max]``."""
-        if model.learn_epsilon:
-            model.epsilon_optimizer.zero_grad()
-            model.epsilon.grad = th.full_like(model.epsilon, self.epsilon_signal())
-            model.epsilon_optimizer.step()
-            with th.no_grad():
-                model.epsilon.clamp_(0.0, model.epsilon_max)
-        self._sums = dict.fromkeys(self._sums, 0.0)
-        self._count = 0
-
-
 #: name -> rule class, for ``outer_rule="name"``.
-RULES: dict[str, type] = {"averaged": AveragedRule, "paper": PaperRule, "survival": SurvivalRule}
+RULES: dict[str, type[OuterRule]] = {"averaged": AveragedRule, "paper": PaperRule}
 
 
-def make_rule(name: str, kwargs: dict[str, Any] | None) -> Any:
+def make_rule(name: str, kwargs: dict[str, Any] | None) -> OuterRule:
     """The rule object for ``outer_rule=name``, ``outer_rule_kwargs=kwargs`` (a clear error for unknown names)."""
     if name not in RULES:
         raise ValueError(f"outer_rule must be one of {tuple(RULES)}, got {name!r}")

@@ -21,8 +21,8 @@ def meta_gradients_autograd(
 ) -> MetaStep:
     """Steps 3-6 of ``model`` as :meth:`MetaSACLag.meta_gradients` computes them (same values), without changing the
     model: autograd differentiates through the actor's backward pass (``create_graph=True``) and the RMSProp step, as a
-    direct reading of Algorithm 1 would. Slower; it verifies the closed form (tests) and runs with
-    ``meta_gradient_method="autograd"`` (which also supports a centered RMSProp). The closed form's intermediate terms
+    direct reading of Algorithm 1 would. Slower; the tests use it to verify the closed form (it also differentiates a
+    centered RMSProp). The closed form's intermediate terms
     (``dnu_depsilon``, ``dparams_dgrads``, ``grad_entropy``, ``grad_safety``) are None or empty here."""
     epsilon = model.epsilon.detach().clone().requires_grad_(True)
     alpha = model.alpha.detach().clone().requires_grad_(True)

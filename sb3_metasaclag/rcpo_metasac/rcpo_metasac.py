@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch as th
-from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from sb3_metasaclag.common.policies import SafeSACPolicy
 from sb3_metasaclag.common.rcpo import rcpo_penalised_value
@@ -22,11 +19,12 @@ class RCPOMetaSAC(MetaSACLag):
     (Wang & Ni 2020, https://arxiv.org/abs/2007.01932): ascent on ``E_{s0}[Q(s0, deterministic pi_phi'(s0))]`` through
     one differentiable RMSProp step of the actor, with ``Q`` the penalised critic.
 
-    It is :class:`MetaSACLag` with the penalised critic and without the outer ``epsilon`` step: the same arguments
-    (documented there), except ``epsilon`` (fixed; default 0.5, the middle of Table 1's values), ``outer_rule``
-    (default ``"paper"``: the baseline as the paper ran it; ``"averaged"`` too, not ``"survival"``, which does not
-    meta-learn ``alpha``), and no ``learn_epsilon`` / ``epsilon_batch`` (the rule's ``epsilon`` settings have no
-    effect).
+    It is :class:`MetaSACLag` with the penalised critic and without the outer ``epsilon`` step. It takes
+    :class:`MetaSACLag`'s arguments (documented there) but ``learn_epsilon``, with two other defaults:
+
+    :param epsilon: The fixed safety threshold (default 0.5, the middle of Table 1's values).
+    :param outer_rule: ``"paper"`` (default: the baseline as the paper ran it, Meta-SAC's temperature step after every
+        gradient step) or ``"averaged"``.
     """
 
     penalised_value = staticmethod(rcpo_penalised_value)  # type: ignore[assignment]
@@ -34,106 +32,14 @@ class RCPOMetaSAC(MetaSACLag):
     def __init__(
         self,
         policy: str | type[SafeSACPolicy],
-        env: GymEnv | str,
-        learning_rate: float | Schedule = 3e-4,
-        buffer_size: int = 1_000_000,
-        learning_starts: int = 100,
-        batch_size: int = 256,
-        tau: float = 0.005,
-        gamma: float = 0.99,
-        train_freq: int | tuple[int, str] = 1,
-        gradient_steps: int = 1,
-        action_noise: ActionNoise | None = None,
-        replay_buffer_kwargs: dict[str, Any] | None = None,
-        target_update_interval: int = 1,
-        gamma_c: float = 0.99,
-        nu: float = 10.0,
-        nu_learning_rate: float = 1e-2,
-        nu_optimizer: Literal["rmsprop", "sgd"] = "rmsprop",
+        env: Any,
         epsilon: float = 0.5,
-        epsilon_max: float = 1.0,
-        policy_batch: Literal["non_violating", "all"] = "all",
-        alpha: float = 1.0,
-        ent_coef: str | float | None = None,
-        target_entropy: str | float = "auto",
-        learn_alpha: bool = True,
-        outer_rule: Literal["averaged", "paper"] = "paper",
-        outer_rule_kwargs: dict[str, Any] | None = None,
-        nu_max: float = math.inf,
-        meta_gradient_method: Literal["closed_form", "autograd"] = "closed_form",
-        meta_gradient_every: int = 1,
-        violation_threshold: float = 0.0,
-        n_initial_states: int = 32,
-        initial_state_batch_size: int = 256,
-        initial_state_buffer_size: int = 10_000,
-        rmsprop_kwargs: dict[str, Any] | None = None,
-        stats_window_size: int = 100,
-        tensorboard_log: str | None = None,
-        policy_kwargs: dict[str, Any] | None = None,
-        verbose: int = 0,
-        seed: int | None = None,
-        device: th.device | str = "auto",
-        replay_buffer_class: type | None = None,
-        use_sde: bool = False,
-        sde_sample_freq: int = -1,
-        use_sde_at_warmup: bool = False,
-        optimize_memory_usage: bool = False,
-        main_batch: str | None = None,
-        _init_setup_model: bool = True,
+        outer_rule: str = "paper",
+        **kwargs: Any,
     ) -> None:
-        # The baseline as the paper ran it: Meta-SAC's temperature step after every gradient step (outer_rule="paper").
-        if outer_rule == "survival":
-            raise ValueError("RCPOMetaSAC learns alpha by meta-gradient: outer_rule must be 'paper' or 'averaged'")
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            buffer_size=buffer_size,
-            learning_starts=learning_starts,
-            batch_size=batch_size,
-            tau=tau,
-            gamma=gamma,
-            train_freq=train_freq,
-            gradient_steps=gradient_steps,
-            action_noise=action_noise,
-            replay_buffer_kwargs=replay_buffer_kwargs,
-            target_update_interval=target_update_interval,
-            gamma_c=gamma_c,
-            nu=nu,
-            nu_learning_rate=nu_learning_rate,
-            nu_optimizer=nu_optimizer,
-            epsilon=epsilon,
-            epsilon_max=epsilon_max,
-            policy_batch=policy_batch,
-            alpha=alpha,
-            ent_coef=ent_coef,
-            target_entropy=target_entropy,
-            learn_alpha=learn_alpha,
-            outer_rule=outer_rule,
-            outer_rule_kwargs=outer_rule_kwargs,
-            nu_max=nu_max,
-            meta_gradient_method=meta_gradient_method,
-            meta_gradient_every=meta_gradient_every,
-            violation_threshold=violation_threshold,
-            n_initial_states=n_initial_states,
-            initial_state_batch_size=initial_state_batch_size,
-            initial_state_buffer_size=initial_state_buffer_size,
-            rmsprop_kwargs=rmsprop_kwargs,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-            replay_buffer_class=replay_buffer_class,
-            use_sde=use_sde,
-            sde_sample_freq=sde_sample_freq,
-            use_sde_at_warmup=use_sde_at_warmup,
-            optimize_memory_usage=optimize_memory_usage,
-            main_batch=main_batch,
-            _init_setup_model=_init_setup_model,
-            learn_epsilon=False,
-        )
+        if "learn_epsilon" in kwargs:
+            raise TypeError("RCPOMetaSAC keeps epsilon fixed: it takes no learn_epsilon (see MetaSACLag for a learned one)")
+        super().__init__(policy, env, epsilon=epsilon, outer_rule=outer_rule, learn_epsilon=False, **kwargs)  # type: ignore[arg-type]
 
     def alpha_objective_value(
         self, params: Sequence[th.Tensor], nu: th.Tensor, epsilon: th.Tensor | float, initial_observations: Any
