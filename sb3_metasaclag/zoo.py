@@ -219,10 +219,11 @@ def _patch_experiment_manager(cls: type) -> None:
 
 def reports_cost(env_id: str) -> bool:
     """Whether ``env_id`` reports ``info["cost"]``: the package's tasks and Safety-Gymnasium's ``...Gymnasium-v*`` ids."""
-    from sb3_metasaclag.envs import BUILTIN_ENV_IDS, ROBOTICS_ENV_IDS
+    from sb3_metasaclag.envs import BANDIT_ENV_IDS, BUILTIN_ENV_IDS, ROBOTICS_ENV_IDS
 
     name = env_id.split(":")[-1]
-    return name in BUILTIN_ENV_IDS or name in ROBOTICS_ENV_IDS or (name.startswith("Safety") and "Gymnasium" in name)
+    ours = (*BUILTIN_ENV_IDS, *BANDIT_ENV_IDS, *ROBOTICS_ENV_IDS)
+    return name in ours or (name.startswith("Safety") and "Gymnasium" in name)
 
 
 @contextlib.contextmanager

@@ -104,10 +104,12 @@ def test_grid_files_describe_the_same_cells_as_the_command_line(tmp_path, capsys
         params={"learning_starts": 50},
     ) + grid_cells([Contender("sac", "sac")], ["SafeCircle-v0"], [0])
     assert [cell.key for cell in cells] == [cell.key for cell in expected]
-    # The repository's outer-loop grid: 4 bandits x 8 contenders + 4 tasks x 4 contenders, 3 seeds each.
-    repository = grid_file_cells(os.path.join(os.path.dirname(__file__), "..", "experiments", "outer_loop.yml"))
-    validate_grid(repository)
-    assert len(repository) == 3 * (4 * 8 + 4 * 4)
+    # The repository's outer-loop grids: 4 bandits x 8 contenders, and 4 tasks x 4 contenders, 3 seeds each.
+    folder = os.path.join(os.path.dirname(__file__), "..", "experiments")
+    bandits = grid_file_cells(os.path.join(folder, "outer_loop_bandits.yml"))
+    tasks = grid_file_cells(os.path.join(folder, "outer_loop_tasks.yml"))
+    validate_grid(bandits + tasks)
+    assert (len(bandits), len(tasks)) == (3 * 4 * 8, 3 * 4 * 4)
     path.write_text("envs: [SafeBandit-v0]\ncontenders: [{algo: sac}]\nbudget: 100\n")
     with pytest.raises(ValueError, match=r"unknown keys \['budget'\]"):
         grid_file_cells(str(path))

@@ -348,3 +348,17 @@ def test_cost_monitor_sees_the_episodes_hard_constraint_ends(tmp_path):
         env_id, hyperparams={"env_wrapper": "sb3_metasaclag.common.wrappers.HardConstraint"}
     )
     assert isinstance(test_env.venv.envs[0], CostMonitor) and isinstance(test_env.venv.envs[0].env.env, HardConstraint)
+
+
+def test_every_task_of_the_package_is_cost_monitored_under_rl_zoo():
+    # RL Zoo's runs of stock SAC get a CostMonitor only on tasks that report info["cost"] (reports_cost): every task
+    # the package registers must be one, or SAC's training violations go uncounted on it.
+    import gymnasium as gym
+
+    from sb3_metasaclag.envs import BANDIT_ENV_IDS
+    from sb3_metasaclag.zoo import reports_cost
+
+    ours = [env_id for env_id, spec in gym.registry.items() if str(spec.entry_point).startswith("sb3_metasaclag")]
+    assert set(BANDIT_ENV_IDS) <= set(ours)
+    assert [env_id for env_id in ours if not reports_cost(env_id)] == []
+    assert not reports_cost("Pendulum-v1")

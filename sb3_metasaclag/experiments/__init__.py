@@ -2,7 +2,8 @@
 
     python -m sb3_metasaclag.experiments run --algos metasaclag saclag sac --envs SafeNavigation2DSoft-v0 \
         --seeds 0 1 2 --steps 20000 --storage sqlite:///runs/exp.db --study nav --workers 2 --log-dir runs/exp
-    python -m sb3_metasaclag.experiments run --grid experiments/outer_loop.yml --storage sqlite:///runs/ol.db --study ol
+    python -m sb3_metasaclag.experiments run --grid experiments/outer_loop_bandits.yml \
+        --storage sqlite:///runs/ol.db --study ol
     python -m sb3_metasaclag.experiments plot --storage sqlite:///runs/exp.db --study nav --out runs/exp/figures
 
 Each run is configured as ``python -m rl_zoo3.train`` configures it and logs in RL Zoo's layout; the grid lives in an

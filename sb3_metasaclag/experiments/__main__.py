@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a contender under a label of its own with its own hyperparameters, e.g. "
         "--contender metasaclag-paper metasaclag outer_rule=paper (repeatable)",
     )
-    run.add_argument("--grid", default=None, help="a grid file (YAML, e.g. experiments/outer_loop.yml) instead of the options")
+    run.add_argument(
+        "--grid", default=None, help="a grid file (YAML, e.g. experiments/outer_loop_bandits.yml) instead of the options"
+    )
     run.add_argument("--envs", nargs="+", default=[])
     run.add_argument("--seeds", nargs="+", type=int, default=[0])
     run.add_argument("--steps", type=int, default=None, help="training budget (default: n_timesteps of the yml file)")
