@@ -145,37 +145,27 @@ def check_model_file(path: Any) -> None:
         raise ValueError(f"Cannot load {path}: the archive has no {missing[0]}")
 
 
-def _saved_algorithm(path: Any) -> str | None:
-    """The algorithm that saved a model file, read from its ``data`` without unpickling anything (None when the file
+def _saved_data(path: Any) -> dict[str, Any] | None:
+    """A model file's ``data`` (its hyperparameters as JSON), read without unpickling anything (None when the file
     cannot be read here: SB3's own ``load`` then reports the problem)."""
     import json
     import zipfile
 
-    path = _resolve(path, ".zip")  # as SB3's load does
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(_resolve(path, ".zip")) as archive:  # the path as SB3's load resolves it
             data = json.loads(archive.read("data"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def _saved_algorithm(data: dict[str, Any]) -> str:
+    """The algorithm that saved a model file, from its ``data``."""
     if "algorithm" in data or "violation_threshold" in data:
         return str(data.get("algorithm", "an unnamed algorithm of sb3-metasaclag"))
     policy = data.get("policy_class", {})
     module = policy.get("__module__", "") if isinstance(policy, dict) else ""
     return "SAC" if module == "stable_baselines3.sac.policies" else f"an algorithm of another library ({module or '?'})"
-
-
-def saved_version(path: Any) -> str | None:
-    """The sb3-metasaclag version recorded in a model file's ``data`` (None when it records none)."""
-    import json
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(_resolve(path, ".zip")) as archive:
-            data = json.loads(archive.read("data"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None
-    version = data.get("package_version")
-    return None if version is None else str(version)
 
 
 def check_sac_only_arguments(
@@ -780,12 +770,13 @@ class SafeSACBase(OffPolicyAlgorithm):
         """SB3's ``load``, after checking that the file was saved by this algorithm (a clear error otherwise); the loaded
         hyperparameters go through the constructor's checks (``_setup_model``)."""
         check_model_file(path)
-        saved = _saved_algorithm(path)
+        data = _saved_data(path)
+        saved = None if data is None else _saved_algorithm(data)
         if saved is not None and saved != cls.__name__:
             where = "stable_baselines3's SAC" if saved == "SAC" else saved
             raise ValueError(f"{path} was saved by {where}: load it with that class's load(), not {cls.__name__}.load()")
-        version = saved_version(path)
-        if saved is not None and version != PACKAGE_VERSION:
+        version = None if data is None or data.get("package_version") is None else str(data["package_version"])
+        if data is not None and version != PACKAGE_VERSION:
             made_by = (
                 "a development version of sb3-metasaclag from before the 0.1.0 release (it records no version)"
                 if version is None

@@ -17,6 +17,7 @@ has a zero derivative at the inner equilibrium), and the candidates screened to 
 
 from __future__ import annotations
 
+import abc
 import inspect
 import math
 import re
@@ -70,10 +71,8 @@ def _rprop(parameter: th.Tensor, learning_rate: float, bounds: tuple[float, floa
     return th.optim.Rprop([parameter], lr=learning_rate, step_sizes=(low * learning_rate, high * learning_rate), maximize=True)
 
 
-class OuterRule:
+class OuterRule(abc.ABC):
     """Base of the meta-gradient rules: settings with the rule's defaults, checked at construction."""
-
-    name: str = ""
 
     def __init__(
         self,
@@ -105,11 +104,13 @@ class OuterRule:
             setattr(model, key, value)
         model.lagrangian_straight_through = self.settings["nu_derivative"] == "straight_through"
 
+    @abc.abstractmethod
     def setup(self, model: MetaSACLag) -> None:
-        raise NotImplementedError
+        """Create the optimizers of ``epsilon`` and ``alpha`` (once the model's parameters exist)."""
 
+    @abc.abstractmethod
     def outer_step(self, model: MetaSACLag, step: Any) -> None:
-        raise NotImplementedError
+        """Move ``epsilon`` and ``alpha`` by one gradient step's meta-gradients (a ``MetaStep``)."""
 
 
 class PaperRule(OuterRule):
@@ -124,8 +125,6 @@ class PaperRule(OuterRule):
     :param constraint_states: Where ``nu``'s step measures ``J_c``: ``"batch"`` (Eq. 11) or ``"initial"`` (ours).
     :param nu_derivative: ``"projected"`` (exact) or ``"straight_through"`` (through the projection as if absent).
     """
-
-    name = "paper"
 
     def __init__(
         self,
@@ -194,8 +193,6 @@ class AveragedRule(OuterRule):
     :param nu_derivative: ``"straight_through"`` (so that ``epsilon`` does not freeze when ``nu`` reaches 0) or
         ``"projected"``.
     """
-
-    name = "averaged"
 
     def __init__(
         self,
